@@ -1,0 +1,402 @@
+//! One client connection: read a batch, dispatch it, write the replies.
+//!
+//! Each read may hold many pipelined commands. They are dispatched in order:
+//! - a keyed command whose keys live on this shard runs at once, inline;
+//! - a keyed command for another shard joins that shard's group, and each
+//!   group travels as one message per batch (not one per command);
+//! - connection and coordinating commands first wait for the groups sent so
+//!   far, then run.
+//!
+//! Replies are kept in the client's order and written with one write.
+
+use super::client::{Client, ClientInfo, ReplyMode};
+use super::resp::{ParseLimits, Parsed, Reply, parse_request};
+use crate::commands::{self, CallOpts, CommandSpec, Handler, err};
+use crate::shard::{Global, Shard, locks, spawn_on, with_shard};
+use bytes::{Bytes, BytesMut};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::cell::RefCell;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A keyed command bound for another shard.
+struct Remote {
+    slot: usize,
+    spec: &'static CommandSpec,
+    f: commands::KeyedFn,
+    args: Vec<Bytes>,
+    opts: CallOpts,
+}
+
+/// The replies of one batch, in order.
+#[derive(Default)]
+struct Batch {
+    /// Replies (None until a remote group answers). Empty while nothing is
+    /// pending, in which case replies are encoded straight away.
+    slots: Vec<Option<Reply>>,
+    /// Groups of remote commands by destination shard.
+    groups: Vec<(usize, Vec<Remote>)>,
+}
+
+/// Serves one connection until it closes.
+pub async fn serve(stream: TcpStream, global: &'static Global, shard: usize) {
+    let fd = stream.as_raw_fd();
+    let addr = stream.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let laddr = stream.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let _ = stream.set_nodelay(true);
+    let id = global.next_client_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = Instant::now();
+    let info = Rc::new(RefCell::new(ClientInfo {
+        id,
+        addr,
+        laddr,
+        fd,
+        name: String::new(),
+        lib_name: String::new(),
+        lib_ver: String::new(),
+        db: 0,
+        resp: 2,
+        created: now,
+        last_active: now,
+        last_cmd: String::new(),
+        no_evict: false,
+        no_touch: false,
+        qbuf: 0,
+        killed: false,
+    }));
+    let authenticated = with_shard(|s| {
+        s.stats.total_connections_received += 1;
+        s.clients.insert(id, info.clone());
+        s.config.requirepass().is_none()
+    });
+    let mut client = Client {
+        global,
+        shard,
+        id,
+        db: 0,
+        resp3: false,
+        authenticated,
+        reply_mode: ReplyMode::On,
+        suppress_reply: false,
+        close_after_reply: false,
+        info,
+    };
+    let _ = run(stream, &mut client).await;
+    with_shard(|s| s.clients.remove(&id));
+    global.connected_clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> {
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        rbuf.extend_from_slice(&chunk[..n]);
+        let (limits, qlimit) = with_shard(|s| {
+            s.stats.net_input_bytes += n as u64;
+            s.refresh_config();
+            let limits = ParseLimits {
+                max_bulk_len: s.config.proto_max_bulk_len(),
+                unauthenticated: !client.authenticated,
+            };
+            (limits, s.config.query_buffer_limit())
+        });
+        process(client, &mut rbuf, &mut wbuf, limits).await;
+        if !wbuf.is_empty() {
+            with_shard(|s| s.stats.net_output_bytes += wbuf.len() as u64);
+            stream.write_all(&wbuf).await?;
+            wbuf.clear();
+        }
+        if client.close_after_reply || client.info.borrow().killed {
+            return Ok(());
+        }
+        if rbuf.len() > qlimit {
+            tracing::warn!(client = client.id, "closing client that reached max query buffer length");
+            return Ok(());
+        }
+        client.info.borrow_mut().qbuf = rbuf.len();
+        if rbuf.capacity() > 4 * READ_CHUNK && rbuf.is_empty() {
+            rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+}
+
+/// Parses and runs every complete command in `rbuf`, encoding replies into
+/// `wbuf`.
+async fn process(client: &mut Client, rbuf: &mut BytesMut, wbuf: &mut BytesMut, mut limits: ParseLimits) {
+    let mut batch = Batch::default();
+    loop {
+        let args = match parse_request(rbuf, &limits) {
+            Parsed::Command(args) => args,
+            Parsed::Empty => continue,
+            Parsed::Incomplete => break,
+            Parsed::Error(msg) => {
+                protocol_error(client, &mut batch, wbuf, format!("ERR {msg}")).await;
+                return;
+            }
+            Parsed::ErrorExpectedDollar(c) => {
+                let msg = format!("ERR Protocol error: expected '$', got '{}'", c as char);
+                protocol_error(client, &mut batch, wbuf, msg).await;
+                return;
+            }
+        };
+        dispatch(client, args, &mut batch, wbuf).await;
+        limits.unauthenticated = !client.authenticated;
+        if client.close_after_reply {
+            rbuf.clear();
+            break;
+        }
+    }
+    flush(client, &mut batch, wbuf).await;
+}
+
+async fn protocol_error(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut, msg: String) {
+    flush(client, batch, wbuf).await;
+    emit(client, batch, wbuf, Reply::Error(msg));
+    client.close_after_reply = true;
+}
+
+/// Queues or writes one reply, honouring CLIENT REPLY.
+fn emit(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut, reply: Reply) {
+    if reply.is_error() {
+        count_error(&reply);
+    }
+    if client.suppress_reply {
+        client.suppress_reply = false;
+        return;
+    }
+    if batch.slots.is_empty() {
+        reply.encode(wbuf, client.resp3);
+    } else {
+        batch.slots.push(Some(reply));
+    }
+}
+
+fn count_error(reply: &Reply) {
+    let text = match reply {
+        Reply::Error(s) => s.as_str(),
+        Reply::StaticError(s) => s,
+        _ => return,
+    };
+    let code = text.split(' ').next().unwrap_or("ERR").to_string();
+    with_shard(|s| {
+        s.stats.total_error_replies += 1;
+        *s.stats.errors.entry(code).or_default() += 1;
+    });
+}
+
+/// Decides whether this command's reply is sent (CLIENT REPLY OFF/SKIP).
+fn begin_command(client: &mut Client) {
+    client.suppress_reply = match client.reply_mode {
+        ReplyMode::On => false,
+        ReplyMode::Off => true,
+        ReplyMode::Skip => {
+            client.reply_mode = ReplyMode::On;
+            true
+        }
+    };
+}
+
+fn reject(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut, name: Option<&str>, reply: Reply) {
+    if let Some(name) = name {
+        with_shard(|s| s.stats.commands.entry(name.to_string()).or_default().rejected_calls += 1);
+    }
+    emit(client, batch, wbuf, reply);
+}
+
+/// The error for an unknown command, as Redis words it.
+fn unknown_command(args: &[Bytes]) -> Reply {
+    let mut rest = String::new();
+    for a in &args[1..] {
+        if rest.len() >= 128 {
+            break;
+        }
+        let room = 128 - rest.len();
+        let s = String::from_utf8_lossy(&a[..a.len().min(room)]).into_owned();
+        rest.push_str(&format!("'{s}' "));
+    }
+    let name = String::from_utf8_lossy(&args[0][..args[0].len().min(128)]).into_owned();
+    Reply::Error(format!("ERR unknown command '{name}', with args beginning with: {rest}"))
+}
+
+/// Resolves a command (and subcommand) and checks arity and auth.
+fn resolve(client: &Client, args: &[Bytes]) -> Result<(&'static CommandSpec, String), (Option<String>, Reply)> {
+    let Some(spec) = commands::lookup(&args[0]) else {
+        return Err((None, unknown_command(args)));
+    };
+    let (spec, full) = if matches!(spec.handler, Handler::Container) {
+        if args.len() < 2 {
+            return Err((Some(spec.name.into()), err::arity(spec.name)));
+        }
+        match commands::lookup_sub(spec, &args[1]) {
+            Some(sub) => (sub, format!("{}|{}", spec.name, sub.name)),
+            None => {
+                let sub = String::from_utf8_lossy(&args[1][..args[1].len().min(128)]).into_owned();
+                let msg = format!("ERR unknown subcommand '{sub}'. Try {} HELP.", spec.name.to_uppercase());
+                return Err((Some(spec.name.into()), Reply::Error(msg)));
+            }
+        }
+    } else {
+        (spec, spec.name.to_string())
+    };
+    if !spec.arity_ok(args.len()) {
+        return Err((Some(full.clone()), err::arity(&full)));
+    }
+    if !client.authenticated && !spec.has(commands::flags::NO_AUTH) {
+        return Err((Some(full), Reply::StaticError("NOAUTH Authentication required.")));
+    }
+    Ok((spec, full))
+}
+
+/// Runs a keyed handler on this shard, recording its stats.
+pub fn call_keyed(shard: &mut Shard, spec: &'static CommandSpec, opts: CallOpts, f: commands::KeyedFn, args: &[Bytes], full: &str) -> Reply {
+    let start = Instant::now();
+    let reply = opts.call(shard, f, args);
+    record(shard, full, start, &reply);
+    let _ = spec;
+    reply
+}
+
+fn record(shard: &mut Shard, full: &str, start: Instant, reply: &Reply) {
+    shard.stats.total_commands_processed += 1;
+    let usec = start.elapsed().as_micros() as u64;
+    let stat = match shard.stats.commands.get_mut(full) {
+        Some(s) => s,
+        None => shard.stats.commands.entry(full.to_string()).or_default(),
+    };
+    stat.calls += 1;
+    stat.usec += usec;
+    if reply.is_error() {
+        stat.failed_calls += 1;
+    }
+}
+
+async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf: &mut BytesMut) {
+    begin_command(client);
+    let (spec, full) = match resolve(client, &args) {
+        Ok(v) => v,
+        Err((name, reply)) => return reject(client, batch, wbuf, name.as_deref(), reply),
+    };
+    {
+        let mut info = client.info.borrow_mut();
+        info.last_active = Instant::now();
+        if info.last_cmd != full {
+            info.last_cmd.clone_from(&full);
+        }
+    }
+    match spec.handler {
+        Handler::Keyed(f) => {
+            let idx = spec.key_indices(&args);
+            let target = match idx.first() {
+                Some(&i) => client.shard_of(&args[i]),
+                None => client.shard,
+            };
+            if idx.iter().any(|&i| client.shard_of(&args[i]) != target) {
+                return emit(client, batch, wbuf, err::CROSSSLOT);
+            }
+            let opts = client.opts();
+            if target == client.shard {
+                let db = client.db;
+                let done = with_shard(|s| {
+                    if s.locks.keys_free(db, idx.iter().map(|&i| &args[i][..])) {
+                        Some(call_keyed(s, spec, opts, f, &args, &full))
+                    } else {
+                        None
+                    }
+                });
+                let reply = match done {
+                    Some(r) => r,
+                    None => {
+                        // A transaction holds one of the keys: keep order by
+                        // finishing earlier work, then wait for the lock.
+                        flush(client, batch, wbuf).await;
+                        let keys = idx.iter().map(|&i| args[i].to_vec()).collect();
+                        locks::wait_free(db, Some(keys)).await;
+                        with_shard(|s| call_keyed(s, spec, opts, f, &args, &full))
+                    }
+                };
+                emit(client, batch, wbuf, reply);
+            } else {
+                if client.suppress_reply {
+                    // The reply would be dropped; still run it, in order.
+                    client.suppress_reply = false;
+                    let keys = idx.iter().map(|&i| args[i].to_vec()).collect();
+                    flush(client, batch, wbuf).await;
+                    let _ = client.run_keyed(target, keys, f, args).await;
+                    return;
+                }
+                // From here on, replies queue behind this one.
+                let slot = batch.slots.len();
+                batch.slots.push(None);
+                let item = Remote { slot, spec, f, args, opts };
+                match batch.groups.iter_mut().find(|(s, _)| *s == target) {
+                    Some((_, v)) => v.push(item),
+                    None => batch.groups.push((target, vec![item])),
+                }
+            }
+        }
+        Handler::Local(f) => {
+            flush(client, batch, wbuf).await;
+            let start = Instant::now();
+            let reply = f(client, &args);
+            with_shard(|s| record(s, &full, start, &reply));
+            emit(client, batch, wbuf, reply);
+        }
+        Handler::Async(f) => {
+            flush(client, batch, wbuf).await;
+            let start = Instant::now();
+            let suppress = std::mem::take(&mut client.suppress_reply);
+            let reply = f(client, args).await;
+            client.suppress_reply |= suppress;
+            with_shard(|s| record(s, &full, start, &reply));
+            emit(client, batch, wbuf, reply);
+        }
+        Handler::Container => unreachable!("containers resolve to subcommands"),
+    }
+}
+
+/// Sends the pending remote groups, waits for their replies and encodes every
+/// queued reply in order.
+async fn flush(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut) {
+    if batch.slots.is_empty() {
+        return;
+    }
+    let global = client.global;
+    let groups = std::mem::take(&mut batch.groups);
+    let futs = groups.into_iter().map(|(shard, items)| {
+        spawn_on(global, shard, move || async move {
+            let mut out = Vec::with_capacity(items.len());
+            for it in items {
+                let idx = it.spec.key_indices(&it.args);
+                let free = with_shard(|s| s.locks.keys_free(it.opts.db, idx.iter().map(|&i| &it.args[i][..])));
+                if !free {
+                    let keys = idx.iter().map(|&i| it.args[i].to_vec()).collect();
+                    locks::wait_free(it.opts.db, Some(keys)).await;
+                }
+                let full = it.spec.name;
+                let reply = with_shard(|s| call_keyed(s, it.spec, it.opts, it.f, &it.args, full));
+                out.push((it.slot, reply));
+            }
+            out
+        })
+    });
+    for group in futures::future::join_all(futs).await {
+        for (slot, reply) in group {
+            if reply.is_error() {
+                count_error(&reply);
+            }
+            batch.slots[slot] = Some(reply);
+        }
+    }
+    for r in batch.slots.drain(..).flatten() {
+        r.encode(wbuf, client.resp3);
+    }
+}

@@ -1,0 +1,193 @@
+//! The network server: shard executors, listeners and connections.
+//!
+//! [`Server::start`] creates one glommio executor per shard, each pinned to a
+//! core of the process's CPU affinity mask. Every shard binds the same port
+//! with `SO_REUSEPORT` and accepts its own connections, so the kernel spreads
+//! clients over shards and a connection lives on the shard that accepted it.
+
+pub mod client;
+pub mod connection;
+pub mod resp;
+
+use crate::config::Config;
+use crate::shard::{self, Global, Shard};
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::atomic::Ordering;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The CPUs this process may run on (its `sched_getaffinity` mask), ascending.
+pub fn usable_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return vec![0];
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+    }
+}
+
+/// A running server.
+pub struct Server {
+    global: &'static Global,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+fn listen_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
+    let sk = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sk.set_reuse_address(true)?;
+    if reuse_port {
+        sk.set_reuse_port(true)?;
+    }
+    sk.bind(&addr.into())?;
+    Ok(sk)
+}
+
+/// Finds the address to listen on and checks that the port is free: a probe
+/// bind without `SO_REUSEPORT` fails if anyone (even another ringkv) listens.
+fn resolve_listen_addr(config: &Config) -> Result<SocketAddr, StartError> {
+    let bind = config.bind().split_whitespace().next().unwrap_or("127.0.0.1").to_string();
+    let mut addr = (bind.as_str(), config.port())
+        .to_socket_addrs()
+        .map_err(|e| StartError(format!("Invalid bind address '{bind}': {e}")))?
+        .next()
+        .ok_or_else(|| StartError(format!("Invalid bind address '{bind}'")))?;
+    let probe = listen_socket(addr, false).map_err(|e| {
+        StartError(format!("Could not create server TCP listening socket {bind}:{}: {e}", config.port()))
+    })?;
+    if addr.port() == 0 {
+        let local = probe.local_addr().map_err(|e| StartError(e.to_string()))?;
+        addr.set_port(local.as_socket().map(|a| a.port()).unwrap_or(0));
+    }
+    Ok(addr)
+}
+
+impl Server {
+    /// Starts the shards and their listeners; returns once every shard is
+    /// accepting connections.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let cpus = usable_cpus();
+        let nshards = if config.shards() == 0 { cpus.len().max(1) } else { config.shards() };
+        let addr = resolve_listen_addr(&config)?;
+        let (global, mailboxes) = Global::new(config, nshards);
+        let global: &'static Global = Box::leak(Box::new(global));
+        global.port.store(addr.port() as usize, Ordering::Relaxed);
+
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let mut handles = Vec::with_capacity(nshards);
+        for (id, rx) in mailboxes.into_iter().enumerate() {
+            let cpu = cpus[id % cpus.len()];
+            let ready = ready_tx.clone();
+            let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+                .name(&format!("shard-{id}"))
+                .spawn(move || async move {
+                    Shard::install(id, global);
+                    let listener = match listen_socket(addr, true).and_then(|s| {
+                        s.listen(511)?;
+                        Ok(s)
+                    }) {
+                        // SAFETY: the descriptor is a listening TCP socket we own.
+                        Ok(s) => unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) },
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("shard {id}: could not listen on {addr}: {e}")));
+                            return;
+                        }
+                    };
+                    glommio::spawn_local(accept_loop(listener, global, id)).detach();
+                    glommio::spawn_local(shard::active_expire_loop()).detach();
+                    let _ = ready.send(Ok(()));
+                    shard::serve_mailbox(rx).await;
+                    Shard::uninstall();
+                })
+                .map_err(|e| StartError(io_uring_hint(&e.to_string())))?;
+            handles.push(handle);
+        }
+        drop(ready_tx);
+        for _ in 0..nshards {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(StartError(e)),
+                Err(_) => return Err(StartError("a shard failed to start".into())),
+            }
+        }
+        tracing::info!(shards = nshards, %addr, "ringkv ready to accept connections");
+        Ok(Server { global, handles })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.global.port.load(Ordering::Relaxed) as u16
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.global.nshards
+    }
+
+    /// Shared server state.
+    pub fn global(&self) -> &'static Global {
+        self.global
+    }
+
+    /// Stops every shard and waits for their threads.
+    pub fn shutdown(self) {
+        self.global.shutting_down.store(true, Ordering::SeqCst);
+        for s in 0..self.global.nshards {
+            self.global.post(s, shard::stop_task());
+        }
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Turns an executor creation failure into an actionable message.
+fn io_uring_hint(err: &str) -> String {
+    format!(
+        "could not create an io_uring executor ({err}). ringkv needs io_uring (Linux 5.8+, not disabled by \
+         kernel.io_uring_disabled or a seccomp profile) and enough locked memory: raise the memlock limit \
+         (ulimit -l unlimited, or LimitMEMLOCK=infinity in systemd). See deploy/HOST-TUNING.md."
+    )
+}
+
+async fn accept_loop(listener: TcpListener, global: &'static Global, shard: usize) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(shard, "accept failed: {e}");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let maxclients = shard::with_shard(|s| s.config.maxclients());
+        let n = global.connected_clients.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > maxclients {
+            global.connected_clients.fetch_sub(1, Ordering::Relaxed);
+            shard::with_shard(|s| s.stats.rejected_connections += 1);
+            glommio::spawn_local(async move {
+                use futures::AsyncWriteExt;
+                let mut stream = stream;
+                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+            })
+            .detach();
+            continue;
+        }
+        glommio::spawn_local(connection::serve(stream, global, shard)).detach();
+    }
+}

@@ -1,0 +1,498 @@
+//! The wire protocol: parsing client requests and encoding replies.
+//!
+//! Requests are either RESP multibulk arrays (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) or
+//! telnet-style inline lines (`GET k\r\n`). The parser here is hand-written
+//! because it must reproduce Redis's exact protocol error texts, enforce
+//! `proto-max-bulk-len` from the bulk header before the body arrives, and parse
+//! in place without copying; `benches/hot_paths.rs` compares it against
+//! `redis-protocol`'s decoder.
+//!
+//! Replies are built as [`Reply`] values (which are `Send`, so they can travel
+//! between shards) and encoded for the connection's protocol version, RESP2 or
+//! RESP3, by [`Reply::encode`].
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Longest inline request, and longest header line, Redis accepts (64 KiB).
+pub const PROTO_INLINE_MAX_SIZE: usize = 64 * 1024;
+
+/// Limits a connection's parser enforces; they come from the server config.
+#[derive(Clone, Copy, Debug)]
+pub struct ParseLimits {
+    /// `proto-max-bulk-len`: longest accepted bulk string.
+    pub max_bulk_len: i64,
+    /// True while the connection still has to AUTH; Redis then caps the
+    /// multibulk count at 10 and bulk lengths at 16 KiB.
+    pub unauthenticated: bool,
+}
+
+/// Outcome of one parse attempt.
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
+    /// A full command: its arguments.
+    Command(Vec<Bytes>),
+    /// An empty line or `*0`: consumed, nothing to run, no reply.
+    Empty,
+    /// More bytes are needed.
+    Incomplete,
+    /// The stream is broken: reply with this error text and close.
+    Error(&'static str),
+    /// Like `Error`, for the one message that names the offending byte.
+    ErrorExpectedDollar(u8),
+}
+
+/// Parses one request from the front of `buf`, consuming it when complete.
+///
+/// Arguments are zero-copy slices of `buf`'s storage.
+pub fn parse_request(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
+    if buf.is_empty() {
+        return Parsed::Incomplete;
+    }
+    if buf[0] == b'*' {
+        parse_multibulk(buf, limits)
+    } else {
+        parse_inline(buf)
+    }
+}
+
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    memchr::memchr(b'\r', &buf[from..]).map(|i| i + from)
+}
+
+/// Redis's `string2ll`: optional '-', no '+', no leading zeros, no spaces.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    if digits.is_empty() || !(b'1'..=b'9').contains(&digits[0]) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    if neg {
+        if v > i64::MAX as u64 + 1 {
+            None
+        } else {
+            Some((v as i64).wrapping_neg())
+        }
+    } else if v > i64::MAX as u64 {
+        None
+    } else {
+        Some(v as i64)
+    }
+}
+
+fn parse_multibulk(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
+    let Some(nl) = find_crlf(buf, 1) else {
+        return if buf.len() > PROTO_INLINE_MAX_SIZE {
+            Parsed::Error("Protocol error: too big mbulk count string")
+        } else {
+            Parsed::Incomplete
+        };
+    };
+    if nl + 1 >= buf.len() {
+        return Parsed::Incomplete;
+    }
+    let count = match parse_i64(&buf[1..nl]) {
+        Some(n) if n <= i32::MAX as i64 => n,
+        _ => return Parsed::Error("Protocol error: invalid multibulk length"),
+    };
+    if count > 10 && limits.unauthenticated {
+        return Parsed::Error("Protocol error: unauthenticated multibulk length");
+    }
+    let mut pos = nl + 2;
+    if count <= 0 {
+        buf.advance(pos);
+        return Parsed::Empty;
+    }
+    // First pass: validate headers and find the end without copying.
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count.min(1024) as usize);
+    for _ in 0..count {
+        if pos >= buf.len() {
+            return Parsed::Incomplete;
+        }
+        let Some(nl) = find_crlf(buf, pos) else {
+            return if buf.len() - pos > PROTO_INLINE_MAX_SIZE {
+                Parsed::Error("Protocol error: too big bulk count string")
+            } else {
+                Parsed::Incomplete
+            };
+        };
+        if buf[pos] != b'$' {
+            return Parsed::ErrorExpectedDollar(buf[pos]);
+        }
+        if nl + 1 >= buf.len() {
+            return Parsed::Incomplete;
+        }
+        let len = match parse_i64(&buf[pos + 1..nl]) {
+            Some(n) if n >= 0 && n <= limits.max_bulk_len => n as usize,
+            _ => return Parsed::Error("Protocol error: invalid bulk length"),
+        };
+        if len > 16384 && limits.unauthenticated {
+            return Parsed::Error("Protocol error: unauthenticated bulk length");
+        }
+        let start = nl + 2;
+        let end = start + len;
+        if end + 2 > buf.len() {
+            // Make room for the whole bulk at once, as Redis does for big args.
+            if len >= 32 * 1024 {
+                buf.reserve(end + 2 - buf.len());
+            }
+            return Parsed::Incomplete;
+        }
+        spans.push((start, end));
+        pos = end + 2;
+    }
+    let frozen = buf.split_to(pos).freeze();
+    Parsed::Command(spans.into_iter().map(|(s, e)| frozen.slice(s..e)).collect())
+}
+
+fn parse_inline(buf: &mut BytesMut) -> Parsed {
+    let Some(nl) = memchr::memchr(b'\n', buf) else {
+        return if buf.len() > PROTO_INLINE_MAX_SIZE {
+            Parsed::Error("Protocol error: too big inline request")
+        } else {
+            Parsed::Incomplete
+        };
+    };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let line = buf.split_to(nl + 1);
+    match split_args(&line[..line_end]) {
+        Some(args) if args.is_empty() => Parsed::Empty,
+        Some(args) => Parsed::Command(args),
+        None => Parsed::Error("Protocol error: unbalanced quotes in request"),
+    }
+}
+
+/// Splits an inline line into arguments with Redis's `sdssplitargs` rules:
+/// double quotes with `\n`, `\xHH`... escapes, single quotes with `\'`, and a
+/// closing quote that must be followed by a space or the end.
+pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let n = line.len();
+    loop {
+        while i < n && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= n {
+            return Some(out);
+        }
+        let mut cur = Vec::new();
+        let mut inq = false;
+        let mut insq = false;
+        loop {
+            if inq {
+                if i >= n {
+                    return None;
+                }
+                let c = line[i];
+                if c == b'\\'
+                    && i + 3 < n
+                    && line[i + 1] == b'x'
+                    && line[i + 2].is_ascii_hexdigit()
+                    && line[i + 3].is_ascii_hexdigit()
+                {
+                    let h = |b: u8| (b as char).to_digit(16).unwrap() as u8;
+                    cur.push(h(line[i + 2]) * 16 + h(line[i + 3]));
+                    i += 3;
+                } else if c == b'\\' && i + 1 < n {
+                    i += 1;
+                    cur.push(match line[i] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    });
+                } else if c == b'"' {
+                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    cur.push(c);
+                }
+            } else if insq {
+                if i >= n {
+                    return None;
+                }
+                let c = line[i];
+                if c == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
+                    i += 1;
+                    cur.push(b'\'');
+                } else if c == b'\'' {
+                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    cur.push(c);
+                }
+            } else {
+                if i >= n {
+                    break;
+                }
+                match line[i] {
+                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b'"' => inq = true,
+                    b'\'' => insq = true,
+                    c => cur.push(c),
+                }
+            }
+            i += 1;
+        }
+        out.push(Bytes::from(cur));
+    }
+}
+
+/// A reply, independent of protocol version until it is encoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// `+OK`
+    Simple(&'static str),
+    /// A status line built at run time (`+...`).
+    Status(String),
+    /// An error line; the text includes its code (`ERR ...`, `WRONGTYPE ...`).
+    Error(String),
+    /// A static error line.
+    StaticError(&'static str),
+    /// `:n`
+    Int(i64),
+    /// `$n` bulk string.
+    Bulk(Bytes),
+    /// Null bulk string (`$-1` / `_`).
+    Nil,
+    /// Null array (`*-1` / `_`).
+    NilArray,
+    /// `*n`
+    Array(Vec<Reply>),
+    /// RESP3 map; a flat array in RESP2.
+    Map(Vec<(Reply, Reply)>),
+    /// RESP3 set; an array in RESP2.
+    Set(Vec<Reply>),
+    /// RESP3 double; a bulk string in RESP2. Formatted like Redis 7.0 (`%.17g`).
+    Double(f64),
+    /// RESP3 boolean; an integer in RESP2.
+    Bool(bool),
+    /// RESP3 verbatim string (`=n\r\ntxt:...`); a bulk string in RESP2.
+    Verbatim(String),
+    /// RESP3 push message; an array in RESP2.
+    Push(Vec<Reply>),
+}
+
+/// Shorthand for the most common replies.
+pub const OK: Reply = Reply::Simple("OK");
+
+impl Reply {
+    /// A bulk reply copied from a byte slice.
+    pub fn bulk(b: &[u8]) -> Reply {
+        Reply::Bulk(Bytes::copy_from_slice(b))
+    }
+
+    /// An `ERR`-less error: `text` must start with its error code.
+    pub fn err(text: impl Into<String>) -> Reply {
+        Reply::Error(text.into())
+    }
+
+    /// True for error replies.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_) | Reply::StaticError(_))
+    }
+
+    /// Encodes the reply for protocol version 2 or 3.
+    pub fn encode(&self, out: &mut BytesMut, resp3: bool) {
+        match self {
+            Reply::Simple(s) => line(out, b'+', s.as_bytes()),
+            Reply::Status(s) => line(out, b'+', s.as_bytes()),
+            Reply::Error(s) => line(out, b'-', s.as_bytes()),
+            Reply::StaticError(s) => line(out, b'-', s.as_bytes()),
+            Reply::Int(n) => int_line(out, b':', *n),
+            Reply::Bulk(b) => bulk(out, b),
+            Reply::Nil => out.put_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" }),
+            Reply::NilArray => out.put_slice(if resp3 { b"_\r\n" } else { b"*-1\r\n" }),
+            Reply::Array(items) => {
+                int_line(out, b'*', items.len() as i64);
+                for r in items {
+                    r.encode(out, resp3);
+                }
+            }
+            Reply::Map(pairs) => {
+                if resp3 {
+                    int_line(out, b'%', pairs.len() as i64);
+                } else {
+                    int_line(out, b'*', 2 * pairs.len() as i64);
+                }
+                for (k, v) in pairs {
+                    k.encode(out, resp3);
+                    v.encode(out, resp3);
+                }
+            }
+            Reply::Set(items) | Reply::Push(items) => {
+                let tag = match (resp3, self) {
+                    (false, _) => b'*',
+                    (true, Reply::Set(_)) => b'~',
+                    _ => b'>',
+                };
+                int_line(out, tag, items.len() as i64);
+                for r in items {
+                    r.encode(out, resp3);
+                }
+            }
+            Reply::Double(d) => {
+                let s = format_double(*d);
+                if resp3 {
+                    line(out, b',', s.as_bytes());
+                } else {
+                    bulk(out, s.as_bytes());
+                }
+            }
+            Reply::Bool(b) => {
+                if resp3 {
+                    out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" });
+                } else {
+                    out.put_slice(if *b { b":1\r\n" } else { b":0\r\n" });
+                }
+            }
+            Reply::Verbatim(s) => {
+                if resp3 {
+                    int_line(out, b'=', s.len() as i64 + 4);
+                    out.put_slice(b"txt:");
+                    out.put_slice(s.as_bytes());
+                    out.put_slice(b"\r\n");
+                } else {
+                    bulk(out, s.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+fn line(out: &mut BytesMut, tag: u8, s: &[u8]) {
+    out.reserve(s.len() + 3);
+    out.put_u8(tag);
+    // Error and status lines must not break the framing.
+    if s.iter().any(|&c| c == b'\r' || c == b'\n') {
+        for &c in s {
+            out.put_u8(if c == b'\r' || c == b'\n' { b' ' } else { c });
+        }
+    } else {
+        out.put_slice(s);
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn int_line(out: &mut BytesMut, tag: u8, n: i64) {
+    let mut b = itoa::Buffer::new();
+    let s = b.format(n);
+    out.reserve(s.len() + 3);
+    out.put_u8(tag);
+    out.put_slice(s.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+fn bulk(out: &mut BytesMut, b: &[u8]) {
+    int_line(out, b'$', b.len() as i64);
+    out.put_slice(b);
+    out.put_slice(b"\r\n");
+}
+
+/// Formats a double as Redis 7.0's `addReplyDouble` does: `%.17g`, with
+/// `inf`/`-inf`/`nan`.
+pub fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if d.is_nan() {
+        return "nan".into();
+    }
+    printf_g(d, 17)
+}
+
+/// Formats `d` with C's `%.<prec>g`, through the C library so the digits are
+/// exactly the ones Redis prints.
+pub fn printf_g(d: f64, prec: i32) -> String {
+    let mut buf = [0u8; 64];
+    // SAFETY: the buffer is large enough for any %.17g output and the format
+    // string is NUL-terminated; snprintf always NUL-terminates.
+    let n = unsafe {
+        libc::snprintf(
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+            c"%.*g".as_ptr(),
+            prec as libc::c_int,
+            d,
+        )
+    };
+    String::from_utf8_lossy(&buf[..(n.max(0) as usize).min(buf.len() - 1)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ParseLimits {
+        ParseLimits { max_bulk_len: 512 * 1024 * 1024, unauthenticated: false }
+    }
+
+    fn parse(s: &[u8]) -> Parsed {
+        let mut b = BytesMut::from(s);
+        parse_request(&mut b, &limits())
+    }
+
+    #[test]
+    fn multibulk_and_inline() {
+        assert_eq!(
+            parse(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+            Parsed::Command(vec![Bytes::from("GET"), Bytes::from("k")])
+        );
+        assert_eq!(parse(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r"), Parsed::Incomplete);
+        assert_eq!(
+            parse(b"set a \"b c\\x41\"\r\n"),
+            Parsed::Command(vec!["set".into(), "a".into(), "b cA".into()])
+        );
+        assert_eq!(parse(b"\r\n"), Parsed::Empty);
+        assert_eq!(
+            parse(b"set \"a\r\n"),
+            Parsed::Error("Protocol error: unbalanced quotes in request")
+        );
+        assert_eq!(parse(b"*1\r\n+x\r\n"), Parsed::ErrorExpectedDollar(b'+'));
+        assert_eq!(
+            parse(b"*1\r\n$-5\r\n"),
+            Parsed::Error("Protocol error: invalid bulk length")
+        );
+        assert_eq!(
+            parse(b"*x\r\n"),
+            Parsed::Error("Protocol error: invalid multibulk length")
+        );
+    }
+
+    #[test]
+    fn doubles_like_redis() {
+        assert_eq!(format_double(0.1), "0.10000000000000001");
+        assert_eq!(format_double(1.0), "1");
+        assert_eq!(format_double(1e20), "1e+20");
+        assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
+    }
+
+    #[test]
+    fn string2ll_rules() {
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"012"), None);
+        assert_eq!(parse_i64(b"+1"), None);
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+    }
+}

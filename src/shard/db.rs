@@ -1,0 +1,264 @@
+//! One logical database (as chosen by SELECT) within one shard.
+//!
+//! [`Db`] wraps a [`Dict`] with the rules every command relies on: an expired
+//! key is never visible (lazy expiry on access), access updates the LRU clock,
+//! and the count of keys with a TTL is kept for INFO keyspace.
+
+use super::dict::Dict;
+use super::value::{Entry, SmallBytes, Value};
+
+/// The LRU clock: seconds, wrapped to 24 bits as in Redis.
+pub fn lru_clock(now_ms: u64) -> u32 {
+    ((now_ms / 1000) & LRU_CLOCK_MAX as u64) as u32
+}
+
+/// Largest LRU clock value.
+pub const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
+
+/// Idle seconds of a key whose access clock is `lru`.
+pub fn idle_seconds(lru: u32, now_ms: u64) -> u64 {
+    let now = lru_clock(now_ms);
+    if now >= lru {
+        (now - lru) as u64
+    } else {
+        (LRU_CLOCK_MAX - lru + now) as u64
+    }
+}
+
+/// Counters a database keeps for INFO.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct DbStats {
+    /// Keys removed because their TTL passed.
+    pub expired_keys: u64,
+    /// Lookups that found a key.
+    pub keyspace_hits: u64,
+    /// Lookups that found nothing.
+    pub keyspace_misses: u64,
+}
+
+/// A database: the keys of one SELECT index that live on this shard.
+#[derive(Default)]
+pub struct Db {
+    dict: Dict,
+    expires: usize,
+    /// Sum of the TTLs' absolute times, for INFO's avg_ttl.
+    expire_sum: u128,
+    /// Position of the active-expiry sweep.
+    pub(crate) sweep_pos: u64,
+    /// Counters.
+    pub stats: DbStats,
+}
+
+impl Db {
+    /// Number of keys, including expired ones not yet reclaimed.
+    pub fn len(&self) -> usize {
+        self.dict.len()
+    }
+
+    /// True when the database holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.dict.is_empty()
+    }
+
+    /// Number of keys with a TTL.
+    pub fn expires(&self) -> usize {
+        self.expires
+    }
+
+    /// Average remaining TTL in milliseconds, as INFO keyspace reports it.
+    pub fn avg_ttl(&self, now_ms: u64) -> u64 {
+        if self.expires == 0 {
+            return 0;
+        }
+        let avg = (self.expire_sum / self.expires as u128) as u64;
+        avg.saturating_sub(now_ms)
+    }
+
+    /// The underlying dict, for scans and snapshots.
+    pub fn dict(&self) -> &Dict {
+        &self.dict
+    }
+
+    fn is_expired(e: &Entry, now_ms: u64) -> bool {
+        e.expire_at != 0 && e.expire_at <= now_ms
+    }
+
+    /// Removes `key` if it has expired; returns true if it did.
+    fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
+        match self.dict.get(key) {
+            Some(e) if Self::is_expired(e, now_ms) => {
+                self.remove(key);
+                self.stats.expired_keys += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Looks a key up without touching its access clock or hit counters.
+    pub fn peek(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.expire_if_needed(key, now_ms);
+        self.dict.get(key)
+    }
+
+    /// Looks a key up for a read command: counts a hit or miss and, unless
+    /// `touch` is false, updates the access clock.
+    pub fn lookup(&mut self, key: &[u8], now_ms: u64, touch: bool) -> Option<&mut Entry> {
+        self.expire_if_needed(key, now_ms);
+        match self.dict.get_mut(key) {
+            Some(e) => {
+                self.stats.keyspace_hits += 1;
+                if touch {
+                    e.lru = lru_clock(now_ms);
+                }
+                Some(e)
+            }
+            None => {
+                self.stats.keyspace_misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Looks a key up for a write command (no hit/miss accounting).
+    pub fn lookup_write(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        self.expire_if_needed(key, now_ms);
+        let e = self.dict.get_mut(key)?;
+        e.lru = lru_clock(now_ms);
+        Some(e)
+    }
+
+    /// True if the key exists and has not expired.
+    pub fn contains(&mut self, key: &[u8], now_ms: u64) -> bool {
+        self.peek(key, now_ms).is_some()
+    }
+
+    /// Stores `value` under `key` with absolute expiry `expire_at` (0 = none),
+    /// replacing any previous value and TTL. Returns the old entry.
+    pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now_ms: u64) -> Option<Entry> {
+        let old = self.dict.insert(Entry {
+            key: SmallBytes::new(key),
+            value,
+            expire_at,
+            lru: lru_clock(now_ms),
+        });
+        if let Some(o) = &old {
+            self.untrack(o.expire_at);
+        }
+        self.track(expire_at);
+        old.filter(|o| !Self::is_expired(o, now_ms))
+    }
+
+    /// Inserts a whole entry (RENAME, MOVE, RESTORE...), replacing any old one.
+    pub fn insert_entry(&mut self, entry: Entry) -> Option<Entry> {
+        let exp = entry.expire_at;
+        let old = self.dict.insert(entry);
+        if let Some(o) = &old {
+            self.untrack(o.expire_at);
+        }
+        self.track(exp);
+        old
+    }
+
+    /// Replaces a live key's value, keeping its TTL. The key must exist.
+    pub fn replace_value(&mut self, key: &[u8], value: Value) {
+        if let Some(e) = self.dict.get_mut(key) {
+            e.value = value;
+        }
+    }
+
+    /// Removes a key (expired or not), returning its entry.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let e = self.dict.remove(key)?;
+        self.untrack(e.expire_at);
+        Some(e)
+    }
+
+    /// Removes a live key; returns None for missing or expired keys.
+    pub fn delete(&mut self, key: &[u8], now_ms: u64) -> Option<Entry> {
+        let e = self.remove(key)?;
+        if Self::is_expired(&e, now_ms) {
+            self.stats.expired_keys += 1;
+            None
+        } else {
+            Some(e)
+        }
+    }
+
+    /// Sets or clears (`0`) the absolute expiry of an existing key.
+    pub fn set_expire(&mut self, key: &[u8], expire_at: u64) -> bool {
+        let Some(e) = self.dict.get_mut(key) else { return false };
+        let old = std::mem::replace(&mut e.expire_at, expire_at);
+        self.untrack(old);
+        self.track(expire_at);
+        true
+    }
+
+    fn track(&mut self, expire_at: u64) {
+        if expire_at != 0 {
+            self.expires += 1;
+            self.expire_sum += expire_at as u128;
+        }
+    }
+
+    fn untrack(&mut self, expire_at: u64) {
+        if expire_at != 0 {
+            self.expires -= 1;
+            self.expire_sum -= expire_at as u128;
+        }
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) -> Dict {
+        self.expires = 0;
+        self.expire_sum = 0;
+        self.sweep_pos = 0;
+        std::mem::take(&mut self.dict)
+    }
+
+    /// Active expiry: visits about `budget` entries from the sweep position and
+    /// removes the expired ones. Returns how many were removed.
+    pub fn active_expire(&mut self, budget: usize, now_ms: u64) -> usize {
+        if self.expires == 0 {
+            return 0;
+        }
+        let mut removed = 0usize;
+        let mut gone_sum = 0u128;
+        self.sweep_pos = self.dict.sweep(self.sweep_pos, budget, |e| {
+            let out = Self::is_expired(e, now_ms);
+            if out {
+                removed += 1;
+                gone_sum += e.expire_at as u128;
+            }
+            out
+        });
+        self.expires -= removed;
+        self.expire_sum -= gone_sum;
+        self.stats.expired_keys += removed as u64;
+        removed
+    }
+
+    /// Calls `f` for every live key.
+    pub fn for_each_live(&self, now_ms: u64, mut f: impl FnMut(&Entry)) {
+        for e in self.dict.iter() {
+            if !Self::is_expired(e, now_ms) {
+                f(e);
+            }
+        }
+    }
+
+    /// A random live key.
+    pub fn random_key(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        let mut rng = rand::thread_rng();
+        // Like Redis, retry a bounded number of times when hitting expired keys.
+        for _ in 0..100 {
+            let e = self.dict.random_entry(&mut rng)?;
+            if !Self::is_expired(e, now_ms) {
+                return Some(e.key.to_vec());
+            }
+            let k = e.key.to_vec();
+            self.expire_if_needed(&k, now_ms);
+        }
+        None
+    }
+}

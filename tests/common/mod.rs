@@ -1,0 +1,376 @@
+//! Test harness: start ringkv and redis-server on free loopback ports, talk
+//! to them with the `redis` crate or raw RESP, and run differential scripts.
+//!
+//! Every server a test starts is killed when its handle drops, so a test only
+//! ever stops its own processes.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server process owned by the test.
+pub struct Proc {
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+    /// Label for messages ("ringkv/4", "redis").
+    pub label: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_ready(port: u16, child: &mut Child, label: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{label} exited during startup: {status}");
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            if s.write_all(b"PING\r\n").is_ok() {
+                let mut buf = [0u8; 64];
+                if let Ok(n) = s.read(&mut buf)
+                    && n > 0
+                {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{label} did not start on port {port}");
+}
+
+impl Proc {
+    /// Starts ringkv with `shards` shards and extra flags.
+    pub fn ringkv(shards: usize, extra: &[&str]) -> Proc {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
+        cmd.args(["--port", &port.to_string(), "--shards", &shards.to_string(), "--loglevel", "warning"]);
+        cmd.args(extra);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("start ringkv");
+        let label = format!("ringkv/{shards}");
+        wait_ready(port, &mut child, &label);
+        Proc { port, child, label }
+    }
+
+    /// Starts a real redis-server with persistence off.
+    pub fn redis(extra: &[&str]) -> Proc {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap().keep();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]);
+        cmd.args(["--dir", dir.to_str().unwrap()]);
+        cmd.args(extra);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("start redis-server (apt-get install redis-server)");
+        wait_ready(port, &mut child, "redis");
+        Proc { port, child, label: "redis".into() }
+    }
+
+    /// A `redis` crate connection.
+    pub fn client(&self) -> redis::Connection {
+        let c = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap();
+        c.get_connection_with_timeout(Duration::from_secs(5)).unwrap()
+    }
+
+    /// A raw RESP connection.
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.port)
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// A raw RESP connection that returns replies as bytes.
+pub struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    /// Connects to 127.0.0.1:`port`.
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw { stream, buf: Vec::new() }
+    }
+
+    /// Writes raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends a command as a RESP array of bulk strings.
+    pub fn send_cmd(&mut self, args: &[&[u8]]) {
+        self.send(&encode_cmd(args));
+    }
+
+    /// Sends a command and reads its reply.
+    pub fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        self.send_cmd(args);
+        self.read_reply().expect("connection closed before the reply")
+    }
+
+    /// Sends a command given as strings.
+    pub fn cmd_str(&mut self, args: &[&str]) -> Vec<u8> {
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        self.cmd(&a)
+    }
+
+    /// Reads one full reply; None if the server closed the connection.
+    pub fn read_reply(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(n) = frame_len(&self.buf) {
+                let out = self.buf[..n].to_vec();
+                self.buf.drain(..n);
+                return Some(out);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// True if the server closed the connection (read returns EOF).
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+/// Encodes a command as a RESP array.
+pub fn encode_cmd(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// One parsed reply: its header line (and body for blobs) plus children.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Node {
+    /// Header bytes, including the blob body for bulk-like types.
+    pub head: Vec<u8>,
+    /// Elements of aggregates (for maps: key, value, key, value...).
+    pub children: Vec<Node>,
+}
+
+impl Node {
+    /// Serializes back to RESP.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = self.head.clone();
+        for c in &self.children {
+            out.extend(c.bytes());
+        }
+        out
+    }
+
+    /// Sorts elements (map entries as pairs) recursively at the top level.
+    pub fn sorted(mut self) -> Node {
+        let t = self.head.first().copied();
+        if matches!(t, Some(b'%') | Some(b'|')) {
+            let mut pairs: Vec<(Node, Node)> =
+                self.children.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect();
+            pairs.sort();
+            self.children = pairs.into_iter().flat_map(|(a, b)| [a, b]).collect();
+        } else {
+            self.children.sort();
+        }
+        self
+    }
+}
+
+fn line_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf[from..].windows(2).position(|w| w == b"\r\n").map(|i| from + i)
+}
+
+/// Parses one reply from `buf`.
+pub fn parse_node(buf: &[u8]) -> Option<(Node, usize)> {
+    if buf.is_empty() {
+        return None;
+    }
+    let le = line_end(buf, 0)?;
+    let line = &buf[1..le];
+    let mut pos = le + 2;
+    match buf[0] {
+        b'$' | b'=' | b'!' => {
+            let n: i64 = std::str::from_utf8(line).ok()?.parse().ok()?;
+            if n < 0 {
+                return Some((Node { head: buf[..pos].to_vec(), children: vec![] }, pos));
+            }
+            let end = pos + n as usize + 2;
+            if buf.len() < end {
+                return None;
+            }
+            Some((Node { head: buf[..end].to_vec(), children: vec![] }, end))
+        }
+        b'*' | b'%' | b'~' | b'>' | b'|' => {
+            let n: i64 = std::str::from_utf8(line).ok()?.parse().ok()?;
+            let count = if n < 0 { 0 } else if matches!(buf[0], b'%' | b'|') { 2 * n } else { n };
+            let head = buf[..pos].to_vec();
+            let mut children = Vec::new();
+            for _ in 0..count {
+                let (c, used) = parse_node(&buf[pos..])?;
+                pos += used;
+                children.push(c);
+            }
+            Some((Node { head, children }, pos))
+        }
+        _ => Some((Node { head: buf[..pos].to_vec(), children: vec![] }, pos)),
+    }
+}
+
+/// Length of the first complete reply in `buf`.
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    parse_node(buf).map(|(_, n)| n)
+}
+
+/// How a script line's replies are compared.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// Byte for byte.
+    Exact,
+    /// Aggregates compared as multisets (SMEMBERS, KEYS...).
+    Sorted,
+    /// Only the reply type (first byte) must match.
+    Type,
+    /// Run on both, compare nothing.
+    Any,
+}
+
+/// A parsed differential script line.
+pub struct Step {
+    /// Line number in the file.
+    pub line: usize,
+    /// Comparison mode.
+    pub mode: Mode,
+    /// Command arguments.
+    pub args: Vec<Vec<u8>>,
+    /// Sleep before the command, in ms (`!sleep N`).
+    pub sleep_ms: u64,
+}
+
+/// Parses a script: one command per line in redis-cli syntax (double quotes
+/// and `\xHH` escapes work). `#` starts a comment line. A line may start with
+/// `!sorted`, `!type` or `!any` to relax the comparison, or be `!sleep MS`.
+pub fn parse_script(text: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut sleep_ms = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (mode, rest) = if let Some(r) = line.strip_prefix("!sorted ") {
+            (Mode::Sorted, r)
+        } else if let Some(r) = line.strip_prefix("!type ") {
+            (Mode::Type, r)
+        } else if let Some(r) = line.strip_prefix("!any ") {
+            (Mode::Any, r)
+        } else if let Some(r) = line.strip_prefix("!sleep ") {
+            sleep_ms += r.trim().parse::<u64>().expect("!sleep takes milliseconds");
+            continue;
+        } else {
+            (Mode::Exact, line)
+        };
+        let args = ringkv::server::resp::split_args(rest.as_bytes())
+            .unwrap_or_else(|| panic!("line {}: unbalanced quotes", i + 1));
+        steps.push(Step { line: i + 1, mode, args: args.into_iter().map(|b| b.to_vec()).collect(), sleep_ms });
+        sleep_ms = 0;
+    }
+    steps
+}
+
+/// Compares two replies under `mode`.
+pub fn same(mode: Mode, a: &[u8], b: &[u8]) -> bool {
+    match mode {
+        Mode::Exact => a == b,
+        Mode::Any => true,
+        Mode::Type => a.first() == b.first(),
+        Mode::Sorted => match (parse_node(a), parse_node(b)) {
+            (Some((x, _)), Some((y, _))) => x.sorted() == y.sorted(),
+            _ => a == b,
+        },
+    }
+}
+
+/// Runs a script against ringkv (1 and 4 shards) and redis-server, over RESP2
+/// and RESP3, and returns every mismatch as a readable line.
+pub fn diff_script(name: &str, text: &str, ringkv_flags: &[&str], redis_flags: &[&str]) -> Vec<String> {
+    let steps = parse_script(text);
+    let redis = Proc::redis(redis_flags);
+    let ours = [Proc::ringkv(1, ringkv_flags), Proc::ringkv(4, ringkv_flags)];
+    let mut failures = Vec::new();
+    for proto in [2, 3] {
+        for rk in &ours {
+            let mut a = redis.raw();
+            let mut b = rk.raw();
+            for c in [&mut a, &mut b] {
+                c.cmd_str(&["FLUSHALL"]);
+                if proto == 3 {
+                    c.cmd_str(&["HELLO", "3"]);
+                }
+            }
+            for step in &steps {
+                if step.sleep_ms > 0 {
+                    std::thread::sleep(Duration::from_millis(step.sleep_ms));
+                }
+                let args: Vec<&[u8]> = step.args.iter().map(|a| a.as_slice()).collect();
+                let want = a.cmd(&args);
+                let got = b.cmd(&args);
+                if !same(step.mode, &want, &got) {
+                    failures.push(format!(
+                        "{name}:{} [{} RESP{proto}] {}\n    redis:  {:?}\n    ringkv: {:?}",
+                        step.line,
+                        rk.label,
+                        String::from_utf8_lossy(&step.args.join(&b' ')),
+                        String::from_utf8_lossy(&want),
+                        String::from_utf8_lossy(&got),
+                    ));
+                }
+            }
+        }
+    }
+    failures
+}
+
+/// Runs the script file `tests/scripts/<file>` differentially and panics with
+/// every mismatch.
+pub fn check_script_file(file: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let failures = diff_script(file, &text, &[], &[]);
+    assert!(failures.is_empty(), "{} mismatches against redis-server:\n{}", failures.len(), failures.join("\n"));
+}
