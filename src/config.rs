@@ -36,7 +36,12 @@ pub struct OptionSpec {
 }
 
 const fn opt(name: &'static str, kind: Kind, default: &'static str, mutable: bool) -> OptionSpec {
-    OptionSpec { name, kind, default, mutable }
+    OptionSpec {
+        name,
+        kind,
+        default,
+        mutable,
+    }
 }
 
 const INT_MAX: i64 = i32::MAX as i64;
@@ -46,14 +51,48 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("port", Kind::Int { min: 0, max: 65535 }, "6379", false),
     opt("bind", Kind::Str, "127.0.0.1", false),
     opt("shards", Kind::Int { min: 0, max: 1024 }, "0", false),
-    opt("databases", Kind::Int { min: 1, max: INT_MAX }, "16", false),
+    opt(
+        "databases",
+        Kind::Int {
+            min: 1,
+            max: INT_MAX,
+        },
+        "16",
+        false,
+    ),
     opt("requirepass", Kind::Str, "", true),
-    opt("loglevel", Kind::Enum(&["debug", "verbose", "notice", "warning"]), "notice", true),
+    opt(
+        "loglevel",
+        Kind::Enum(&["debug", "verbose", "notice", "warning"]),
+        "notice",
+        true,
+    ),
     opt("logfile", Kind::Str, "", false),
     opt("proto-max-bulk-len", Kind::Memory, "536870912", true),
-    opt("client-query-buffer-limit", Kind::Memory, "1073741824", true),
-    opt("maxclients", Kind::Int { min: 1, max: INT_MAX }, "10000", true),
-    opt("tcp-keepalive", Kind::Int { min: 0, max: INT_MAX }, "300", true),
+    opt(
+        "client-query-buffer-limit",
+        Kind::Memory,
+        "1073741824",
+        true,
+    ),
+    opt(
+        "maxclients",
+        Kind::Int {
+            min: 1,
+            max: INT_MAX,
+        },
+        "10000",
+        true,
+    ),
+    opt(
+        "tcp-keepalive",
+        Kind::Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        "300",
+        true,
+    ),
     opt("hz", Kind::Int { min: 1, max: 500 }, "10", true),
 ];
 
@@ -112,9 +151,13 @@ pub fn canonical(spec: &'static OptionSpec, value: &str) -> Result<String, Confi
     let bad = |why: &str| ConfigError::BadValue(spec.name, why.to_string());
     match spec.kind {
         Kind::Int { min, max } => {
-            let n: i64 = value.parse().map_err(|_| bad("argument couldn't be parsed into an integer"))?;
+            let n: i64 = value
+                .parse()
+                .map_err(|_| bad("argument couldn't be parsed into an integer"))?;
             if n < min || n > max {
-                return Err(bad(&format!("argument must be between {min} and {max} inclusive")));
+                return Err(bad(&format!(
+                    "argument must be between {min} and {max} inclusive"
+                )));
             }
             Ok(n.to_string())
         }
@@ -136,7 +179,10 @@ pub fn canonical(spec: &'static OptionSpec, value: &str) -> Result<String, Confi
             if words.contains(&v.as_str()) {
                 Ok(v)
             } else {
-                Err(bad(&format!("argument(s) must be one of the following: {}", words.join(", "))))
+                Err(bad(&format!(
+                    "argument(s) must be one of the following: {}",
+                    words.join(", ")
+                )))
             }
         }
     }
@@ -150,7 +196,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { values: OPTIONS.iter().map(|o| (o.name, o.default.to_string())).collect() }
+        Config {
+            values: OPTIONS
+                .iter()
+                .map(|o| (o.name, o.default.to_string()))
+                .collect(),
+        }
     }
 }
 
@@ -168,7 +219,9 @@ impl Config {
 
     /// The canonical text value of an option.
     pub fn get(&self, name: &str) -> Option<&str> {
-        spec(name).and_then(|s| self.values.get(s.name)).map(|s| s.as_str())
+        spec(name)
+            .and_then(|s| self.values.get(s.name))
+            .map(|s| s.as_str())
     }
 
     /// All options with their values, in name order.
@@ -237,22 +290,31 @@ impl Config {
                 continue;
             }
             let fail = |msg: String| {
-                format!("*** FATAL CONFIG FILE ERROR ***\nReading the configuration file {path}, at line {}\n>>> '{line}'\n{msg}", i + 1)
+                format!(
+                    "*** FATAL CONFIG FILE ERROR ***\nReading the configuration file {path}, at line {}\n>>> '{line}'\n{msg}",
+                    i + 1
+                )
             };
             let args = crate::server::resp::split_args(line.as_bytes())
                 .ok_or_else(|| fail("Unbalanced quotes in configuration line".into()))?;
-            let args: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
             let name = args[0].to_ascii_lowercase();
             if name == "include" {
                 return Err(fail("'include' is not supported".into()));
             }
             if spec(&name).is_none() {
-                return Err(fail(format!("Bad directive or wrong number of arguments: unknown option '{name}'")));
+                return Err(fail(format!(
+                    "Bad directive or wrong number of arguments: unknown option '{name}'"
+                )));
             }
             if args.len() < 2 {
                 return Err(fail("wrong number of arguments".into()));
             }
-            self.set(&name, &args[1..].join(" "), false).map_err(|e| fail(e.to_string()))?;
+            self.set(&name, &args[1..].join(" "), false)
+                .map_err(|e| fail(e.to_string()))?;
         }
         Ok(())
     }
@@ -273,7 +335,9 @@ mod tests {
     #[test]
     fn file_errors_name_the_line() {
         let mut c = Config::default();
-        let err = c.load_file_text("r.conf", "port 7000\n\nbogus 1\n").unwrap_err();
+        let err = c
+            .load_file_text("r.conf", "port 7000\n\nbogus 1\n")
+            .unwrap_err();
         assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
         assert_eq!(c.port(), 7000);
     }

@@ -36,7 +36,8 @@ struct Cli {
 fn build_config(cli: &Cli) -> Result<Config, String> {
     let mut config = Config::default();
     if let Some(path) = &cli.config_file {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("Fatal error, can't open config file '{path}': {e}"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("Fatal error, can't open config file '{path}': {e}"))?;
         config.load_file_text(path, &text)?;
     }
     let flags: [(&str, Option<String>); 7] = [
@@ -50,7 +51,9 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
     ];
     for (name, value) in flags {
         if let Some(v) = value {
-            config.set(name, &v, false).map_err(|e| format!("--{name}: {e}"))?;
+            config
+                .set(name, &v, false)
+                .map_err(|e| format!("--{name}: {e}"))?;
         }
     }
     Ok(config)
@@ -65,7 +68,9 @@ fn init_logging(config: &Config) -> Result<(), String> {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if config.logfile().is_empty() {
         builder.init();
     } else {
@@ -74,7 +79,10 @@ fn init_logging(config: &Config) -> Result<(), String> {
             .append(true)
             .open(config.logfile())
             .map_err(|e| format!("Can't open the log file {}: {e}", config.logfile()))?;
-        builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+        builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init();
     }
     Ok(())
 }
@@ -123,7 +131,11 @@ fn main() {
         }
     };
     let sig = wait_for_signal(&signals);
-    let name = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+    let name = if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
     tracing::info!("Received {name}, scheduling shutdown...");
     server.shutdown();
     tracing::info!("ringkv is now ready to exit, bye bye...");

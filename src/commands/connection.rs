@@ -7,11 +7,56 @@ use bytes::Bytes;
 
 /// The connection family's commands.
 pub static COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("ping", -1, FAST, NO_KEYS, "connection", "1.0.0", "Returns the server's liveliness response.", Handler::Local(ping)),
-    CommandSpec::new("echo", 2, FAST, NO_KEYS, "connection", "1.0.0", "Returns the given string.", Handler::Local(echo)),
-    CommandSpec::new("quit", -1, ALLOW_BUSY | NO_AUTH | NOSCRIPT | LOADING | STALE | FAST, NO_KEYS, "connection", "1.0.0", "Closes the connection.", Handler::Local(quit)),
-    CommandSpec::new("select", 2, LOADING | STALE | FAST, NO_KEYS, "connection", "1.0.0", "Changes the selected database.", Handler::Local(select)),
-    CommandSpec::new("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | ALLOW_BUSY, NO_KEYS, "connection", "6.0.0", "Handshakes with the Redis server.", Handler::Local(hello)),
+    CommandSpec::new(
+        "ping",
+        -1,
+        FAST,
+        NO_KEYS,
+        "connection",
+        "1.0.0",
+        "Returns the server's liveliness response.",
+        Handler::Local(ping),
+    ),
+    CommandSpec::new(
+        "echo",
+        2,
+        FAST,
+        NO_KEYS,
+        "connection",
+        "1.0.0",
+        "Returns the given string.",
+        Handler::Local(echo),
+    ),
+    CommandSpec::new(
+        "quit",
+        -1,
+        ALLOW_BUSY | NO_AUTH | NOSCRIPT | LOADING | STALE | FAST,
+        NO_KEYS,
+        "connection",
+        "1.0.0",
+        "Closes the connection.",
+        Handler::Local(quit),
+    ),
+    CommandSpec::new(
+        "select",
+        2,
+        LOADING | STALE | FAST,
+        NO_KEYS,
+        "connection",
+        "1.0.0",
+        "Changes the selected database.",
+        Handler::Local(select),
+    ),
+    CommandSpec::new(
+        "hello",
+        -1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | ALLOW_BUSY,
+        NO_KEYS,
+        "connection",
+        "6.0.0",
+        "Handshakes with the Redis server.",
+        Handler::Local(hello),
+    ),
 ];
 
 /// The Redis version ringkv is compatible with, reported by HELLO and INFO.
@@ -23,7 +68,11 @@ fn hello(c: &mut Client, args: &[Bytes]) -> Reply {
             Ok(2) => c.resp3 = false,
             Ok(3) => c.resp3 = true,
             Ok(_) => return Reply::StaticError("NOPROTO unsupported protocol version"),
-            Err(_) => return Reply::StaticError("ERR Protocol version is not an integer or out of range"),
+            Err(_) => {
+                return Reply::StaticError(
+                    "ERR Protocol version is not an integer or out of range",
+                );
+            }
         }
     }
     c.info.borrow_mut().resp = if c.resp3 { 3 } else { 2 };

@@ -118,7 +118,11 @@ pub struct KeySpec {
 }
 
 /// No keys.
-pub const NO_KEYS: KeySpec = KeySpec { first: 0, last: 0, step: 0 };
+pub const NO_KEYS: KeySpec = KeySpec {
+    first: 0,
+    last: 0,
+    step: 0,
+};
 
 /// Keys at `first..=last` every `step`.
 pub const fn keys(first: i32, last: i32, step: i32) -> KeySpec {
@@ -153,7 +157,8 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
-    /// A command with the common fields; use the `with_*` methods for the rest.
+    /// A command with the common fields; the builder methods set the rest.
+    #[allow(clippy::too_many_arguments)]
     pub const fn new(
         name: &'static str,
         arity: i32,
@@ -213,15 +218,26 @@ impl CommandSpec {
             return Vec::new();
         }
         let argc = args.len() as i32;
-        let last = if last < 0 { argc + last } else { last.min(argc - 1) };
-        (first..=last).step_by(step as usize).map(|i| i as usize).collect()
+        let last = if last < 0 {
+            argc + last
+        } else {
+            last.min(argc - 1)
+        };
+        (first..=last)
+            .step_by(step as usize)
+            .map(|i| i as usize)
+            .collect()
     }
 
     /// True if `argc` arguments satisfy the arity.
     #[inline]
     pub fn arity_ok(&self, argc: usize) -> bool {
         let argc = argc as i32;
-        if self.arity >= 0 { argc == self.arity } else { argc >= -self.arity }
+        if self.arity >= 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
     }
 }
 
@@ -275,9 +291,14 @@ impl CallOpts {
 
 /// Every family's table, in COMMAND order.
 fn families() -> impl Iterator<Item = &'static CommandSpec> {
-    [connection::COMMANDS, server::COMMANDS, string::COMMANDS, keys::COMMANDS]
-        .into_iter()
-        .flat_map(|t| t.iter())
+    [
+        connection::COMMANDS,
+        server::COMMANDS,
+        string::COMMANDS,
+        keys::COMMANDS,
+    ]
+    .into_iter()
+    .flat_map(|t| t.iter())
 }
 
 fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
@@ -299,7 +320,10 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 
 /// Finds a subcommand of a container, case-insensitively.
 pub fn lookup_sub(parent: &'static CommandSpec, name: &[u8]) -> Option<&'static CommandSpec> {
-    parent.subcommands.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+    parent
+        .subcommands
+        .iter()
+        .find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// All commands, for COMMAND and COMMAND COUNT.
@@ -327,11 +351,14 @@ pub mod err {
     /// SELECT/MOVE/SWAPDB index out of range.
     pub const DB_RANGE: Reply = Reply::StaticError("ERR DB index is out of range");
     /// Keys of a command that must share a slot do not.
-    pub const CROSSSLOT: Reply = Reply::StaticError("CROSSSLOT Keys in request don't hash to the same slot");
+    pub const CROSSSLOT: Reply =
+        Reply::StaticError("CROSSSLOT Keys in request don't hash to the same slot");
 
     /// `ERR wrong number of arguments for '<name>' command`.
     pub fn arity(name: &str) -> Reply {
-        Reply::Error(format!("ERR wrong number of arguments for '{name}' command"))
+        Reply::Error(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
     }
 }
 

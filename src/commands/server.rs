@@ -9,8 +9,26 @@ use futures::future::LocalBoxFuture;
 
 /// The server family's commands.
 pub static COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("flushall", -1, WRITE, NO_KEYS, "server", "1.0.0", "Removes all keys from all databases.", Handler::Async(flushall)),
-    CommandSpec::new("flushdb", -1, WRITE, NO_KEYS, "server", "1.0.0", "Remove all keys from the current database.", Handler::Async(flushdb)),
+    CommandSpec::new(
+        "flushall",
+        -1,
+        WRITE,
+        NO_KEYS,
+        "server",
+        "1.0.0",
+        "Removes all keys from all databases.",
+        Handler::Async(flushall),
+    ),
+    CommandSpec::new(
+        "flushdb",
+        -1,
+        WRITE,
+        NO_KEYS,
+        "server",
+        "1.0.0",
+        "Remove all keys from the current database.",
+        Handler::Async(flushdb),
+    ),
 ];
 
 fn flushall(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {

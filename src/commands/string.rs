@@ -9,9 +9,36 @@ use futures::future::LocalBoxFuture;
 
 /// The string family's commands.
 pub static COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("get", 2, READONLY | FAST, keys(1, 1, 1), "string", "1.0.0", "Returns the string value of a key.", Handler::Keyed(get)),
-    CommandSpec::new("set", -3, WRITE | DENYOOM, keys(1, 1, 1), "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", Handler::Keyed(set)),
-    CommandSpec::new("mget", -2, READONLY | FAST, keys(1, -1, 1), "string", "1.0.0", "Atomically returns the string values of one or more keys.", Handler::Async(mget)),
+    CommandSpec::new(
+        "get",
+        2,
+        READONLY | FAST,
+        keys(1, 1, 1),
+        "string",
+        "1.0.0",
+        "Returns the string value of a key.",
+        Handler::Keyed(get),
+    ),
+    CommandSpec::new(
+        "set",
+        -3,
+        WRITE | DENYOOM,
+        keys(1, 1, 1),
+        "string",
+        "1.0.0",
+        "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
+        Handler::Keyed(set),
+    ),
+    CommandSpec::new(
+        "mget",
+        -2,
+        READONLY | FAST,
+        keys(1, -1, 1),
+        "string",
+        "1.0.0",
+        "Atomically returns the string values of one or more keys.",
+        Handler::Async(mget),
+    ),
 ];
 
 fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
@@ -49,7 +76,11 @@ fn mget(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
                         ks.iter()
                             .map(|k| {
                                 let (now, touch) = (ctx.now_ms, ctx.touch);
-                                match ctx.db().lookup(k, now, touch).and_then(|e| e.value.as_string().map(|s| s.to_bytes())) {
+                                match ctx
+                                    .db()
+                                    .lookup(k, now, touch)
+                                    .and_then(|e| e.value.as_string().map(|s| s.to_bytes()))
+                                {
                                     Some(b) => Reply::Bulk(b),
                                     None => Reply::Nil,
                                 }

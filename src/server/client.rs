@@ -87,7 +87,11 @@ impl ClientInfo {
             flags,
             self.db,
             self.qbuf,
-            if self.last_cmd.is_empty() { "NULL" } else { &self.last_cmd },
+            if self.last_cmd.is_empty() {
+                "NULL"
+            } else {
+                &self.last_cmd
+            },
             self.resp,
             self.lib_name,
             self.lib_ver,
@@ -124,7 +128,11 @@ static NEXT_TX: AtomicU64 = AtomicU64::new(1);
 impl Client {
     /// The options keyed handlers run with.
     pub fn opts(&self) -> CallOpts {
-        CallOpts { db: self.db, resp3: self.resp3, touch: !self.info.borrow().no_touch }
+        CallOpts {
+            db: self.db,
+            resp3: self.resp3,
+            touch: !self.info.borrow().no_touch,
+        }
     }
 
     /// The shard that owns `key`.
@@ -149,7 +157,13 @@ impl Client {
 
     /// Runs a keyed handler on the shard that owns `keys` (which must all be
     /// on one shard), once no transaction holds them.
-    pub async fn run_keyed(&self, shard: usize, keys: Vec<Vec<u8>>, f: KeyedFn, args: Vec<Bytes>) -> Reply {
+    pub async fn run_keyed(
+        &self,
+        shard: usize,
+        keys: Vec<Vec<u8>>,
+        f: KeyedFn,
+        args: Vec<Bytes>,
+    ) -> Reply {
         let opts = self.opts();
         let db = self.db;
         spawn_on(self.global, shard, move || async move {
@@ -167,20 +181,32 @@ impl Client {
         let groups = self.group_by_shard(keys);
         let sets = groups
             .into_iter()
-            .map(|(s, idx)| (s, LockSet::Keys(db, idx.into_iter().map(|i| keys[i].to_vec()).collect())))
+            .map(|(s, idx)| {
+                (
+                    s,
+                    LockSet::Keys(db, idx.into_iter().map(|i| keys[i].to_vec()).collect()),
+                )
+            })
             .collect();
         self.lock(sets).await
     }
 
     /// Locks whole shards (every shard, in order) for server-wide operations.
     pub async fn lock_all(&self) -> Tx {
-        let sets = (0..self.global.nshards).map(|s| (s, LockSet::All)).collect();
+        let sets = (0..self.global.nshards)
+            .map(|s| (s, LockSet::All))
+            .collect();
         self.lock(sets).await
     }
 
     async fn lock(&self, sets: Vec<(usize, LockSet)>) -> Tx {
         let id = NEXT_TX.fetch_add(1, Ordering::Relaxed);
-        let mut tx = Tx { global: self.global, id, shards: Vec::new(), opts: self.opts() };
+        let mut tx = Tx {
+            global: self.global,
+            id,
+            shards: Vec::new(),
+            opts: self.opts(),
+        };
         for (s, set) in sets {
             let (done, granted) = oneshot::channel::<()>();
             let job = move || {
@@ -227,7 +253,13 @@ impl Tx {
     {
         let opts = self.opts;
         run_on(self.global, shard, move |s: &mut Shard| {
-            let mut ctx = Ctx { shard: s, db: opts.db, now_ms: unix_ms(), resp3: opts.resp3, touch: opts.touch };
+            let mut ctx = Ctx {
+                shard: s,
+                db: opts.db,
+                now_ms: unix_ms(),
+                resp3: opts.resp3,
+                touch: opts.touch,
+            };
             f(&mut ctx)
         })
         .await
@@ -238,7 +270,8 @@ impl Drop for Tx {
     fn drop(&mut self) {
         for &s in &self.shards {
             let id = self.id;
-            let release: crate::shard::Task = Box::new(move || with_shard(|sh| sh.locks.release(id)));
+            let release: crate::shard::Task =
+                Box::new(move || with_shard(|sh| sh.locks.release(id)));
             if crate::shard::current_shard_id() == Some(s) {
                 release();
             } else {

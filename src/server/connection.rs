@@ -45,10 +45,16 @@ struct Batch {
 /// Serves one connection until it closes.
 pub async fn serve(stream: TcpStream, global: &'static Global, shard: usize) {
     let fd = stream.as_raw_fd();
-    let addr = stream.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    let laddr = stream.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let addr = stream
+        .peer_addr()
+        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let laddr = stream
+        .local_addr()
+        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
     let _ = stream.set_nodelay(true);
-    let id = global.next_client_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = global
+        .next_client_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let now = Instant::now();
     let info = Rc::new(RefCell::new(ClientInfo {
         id,
@@ -87,7 +93,9 @@ pub async fn serve(stream: TcpStream, global: &'static Global, shard: usize) {
     };
     let _ = run(stream, &mut client).await;
     with_shard(|s| s.clients.remove(&id));
-    global.connected_clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    global
+        .connected_clients
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> {
@@ -119,7 +127,10 @@ async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> 
             return Ok(());
         }
         if rbuf.len() > qlimit {
-            tracing::warn!(client = client.id, "closing client that reached max query buffer length");
+            tracing::warn!(
+                client = client.id,
+                "closing client that reached max query buffer length"
+            );
             return Ok(());
         }
         client.info.borrow_mut().qbuf = rbuf.len();
@@ -131,7 +142,12 @@ async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> 
 
 /// Parses and runs every complete command in `rbuf`, encoding replies into
 /// `wbuf`.
-async fn process(client: &mut Client, rbuf: &mut BytesMut, wbuf: &mut BytesMut, mut limits: ParseLimits) {
+async fn process(
+    client: &mut Client,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    mut limits: ParseLimits,
+) {
     let mut batch = Batch::default();
     loop {
         let args = match parse_request(rbuf, &limits) {
@@ -205,9 +221,21 @@ fn begin_command(client: &mut Client) {
     };
 }
 
-fn reject(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut, name: Option<&str>, reply: Reply) {
+fn reject(
+    client: &mut Client,
+    batch: &mut Batch,
+    wbuf: &mut BytesMut,
+    name: Option<&str>,
+    reply: Reply,
+) {
     if let Some(name) = name {
-        with_shard(|s| s.stats.commands.entry(name.to_string()).or_default().rejected_calls += 1);
+        with_shard(|s| {
+            s.stats
+                .commands
+                .entry(name.to_string())
+                .or_default()
+                .rejected_calls += 1
+        });
     }
     emit(client, batch, wbuf, reply);
 }
@@ -224,11 +252,16 @@ fn unknown_command(args: &[Bytes]) -> Reply {
         rest.push_str(&format!("'{s}' "));
     }
     let name = String::from_utf8_lossy(&args[0][..args[0].len().min(128)]).into_owned();
-    Reply::Error(format!("ERR unknown command '{name}', with args beginning with: {rest}"))
+    Reply::Error(format!(
+        "ERR unknown command '{name}', with args beginning with: {rest}"
+    ))
 }
 
 /// Resolves a command (and subcommand) and checks arity and auth.
-fn resolve(client: &Client, args: &[Bytes]) -> Result<(&'static CommandSpec, String), (Option<String>, Reply)> {
+fn resolve(
+    client: &Client,
+    args: &[Bytes],
+) -> Result<(&'static CommandSpec, String), (Option<String>, Reply)> {
     let Some(spec) = commands::lookup(&args[0]) else {
         return Err((None, unknown_command(args)));
     };
@@ -240,7 +273,10 @@ fn resolve(client: &Client, args: &[Bytes]) -> Result<(&'static CommandSpec, Str
             Some(sub) => (sub, format!("{}|{}", spec.name, sub.name)),
             None => {
                 let sub = String::from_utf8_lossy(&args[1][..args[1].len().min(128)]).into_owned();
-                let msg = format!("ERR unknown subcommand '{sub}'. Try {} HELP.", spec.name.to_uppercase());
+                let msg = format!(
+                    "ERR unknown subcommand '{sub}'. Try {} HELP.",
+                    spec.name.to_uppercase()
+                );
                 return Err((Some(spec.name.into()), Reply::Error(msg)));
             }
         }
@@ -251,13 +287,23 @@ fn resolve(client: &Client, args: &[Bytes]) -> Result<(&'static CommandSpec, Str
         return Err((Some(full.clone()), err::arity(&full)));
     }
     if !client.authenticated && !spec.has(commands::flags::NO_AUTH) {
-        return Err((Some(full), Reply::StaticError("NOAUTH Authentication required.")));
+        return Err((
+            Some(full),
+            Reply::StaticError("NOAUTH Authentication required."),
+        ));
     }
     Ok((spec, full))
 }
 
 /// Runs a keyed handler on this shard, recording its stats.
-pub fn call_keyed(shard: &mut Shard, spec: &'static CommandSpec, opts: CallOpts, f: commands::KeyedFn, args: &[Bytes], full: &str) -> Reply {
+pub fn call_keyed(
+    shard: &mut Shard,
+    spec: &'static CommandSpec,
+    opts: CallOpts,
+    f: commands::KeyedFn,
+    args: &[Bytes],
+    full: &str,
+) -> Reply {
     let start = Instant::now();
     let reply = opts.call(shard, f, args);
     record(shard, full, start, &reply);
@@ -336,7 +382,13 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
                 // From here on, replies queue behind this one.
                 let slot = batch.slots.len();
                 batch.slots.push(None);
-                let item = Remote { slot, spec, f, args, opts };
+                let item = Remote {
+                    slot,
+                    spec,
+                    f,
+                    args,
+                    opts,
+                };
                 match batch.groups.iter_mut().find(|(s, _)| *s == target) {
                     Some((_, v)) => v.push(item),
                     None => batch.groups.push((target, vec![item])),
@@ -376,7 +428,10 @@ async fn flush(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut) {
             let mut out = Vec::with_capacity(items.len());
             for it in items {
                 let idx = it.spec.key_indices(&it.args);
-                let free = with_shard(|s| s.locks.keys_free(it.opts.db, idx.iter().map(|&i| &it.args[i][..])));
+                let free = with_shard(|s| {
+                    s.locks
+                        .keys_free(it.opts.db, idx.iter().map(|&i| &it.args[i][..]))
+                });
                 if !free {
                     let keys = idx.iter().map(|&i| it.args[i].to_vec()).collect();
                     locks::wait_free(it.opts.db, Some(keys)).await;

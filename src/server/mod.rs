@@ -38,7 +38,9 @@ pub fn usable_cpus() -> Vec<usize> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return vec![0];
         }
-        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
     }
 }
 
@@ -61,14 +63,22 @@ fn listen_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> 
 /// Finds the address to listen on and checks that the port is free: a probe
 /// bind without `SO_REUSEPORT` fails if anyone (even another ringkv) listens.
 fn resolve_listen_addr(config: &Config) -> Result<SocketAddr, StartError> {
-    let bind = config.bind().split_whitespace().next().unwrap_or("127.0.0.1").to_string();
+    let bind = config
+        .bind()
+        .split_whitespace()
+        .next()
+        .unwrap_or("127.0.0.1")
+        .to_string();
     let mut addr = (bind.as_str(), config.port())
         .to_socket_addrs()
         .map_err(|e| StartError(format!("Invalid bind address '{bind}': {e}")))?
         .next()
         .ok_or_else(|| StartError(format!("Invalid bind address '{bind}'")))?;
     let probe = listen_socket(addr, false).map_err(|e| {
-        StartError(format!("Could not create server TCP listening socket {bind}:{}: {e}", config.port()))
+        StartError(format!(
+            "Could not create server TCP listening socket {bind}:{}: {e}",
+            config.port()
+        ))
     })?;
     if addr.port() == 0 {
         let local = probe.local_addr().map_err(|e| StartError(e.to_string()))?;
@@ -82,7 +92,11 @@ impl Server {
     /// accepting connections.
     pub fn start(config: Config) -> Result<Server, StartError> {
         let cpus = usable_cpus();
-        let nshards = if config.shards() == 0 { cpus.len().max(1) } else { config.shards() };
+        let nshards = if config.shards() == 0 {
+            cpus.len().max(1)
+        } else {
+            config.shards()
+        };
         let addr = resolve_listen_addr(&config)?;
         let (global, mailboxes) = Global::new(config, nshards);
         let global: &'static Global = Box::leak(Box::new(global));
@@ -104,7 +118,8 @@ impl Server {
                         // SAFETY: the descriptor is a listening TCP socket we own.
                         Ok(s) => unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) },
                         Err(e) => {
-                            let _ = ready.send(Err(format!("shard {id}: could not listen on {addr}: {e}")));
+                            let _ = ready
+                                .send(Err(format!("shard {id}: could not listen on {addr}: {e}")));
                             return;
                         }
                     };
@@ -183,7 +198,9 @@ async fn accept_loop(listener: TcpListener, global: &'static Global, shard: usiz
             glommio::spawn_local(async move {
                 use futures::AsyncWriteExt;
                 let mut stream = stream;
-                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
             })
             .detach();
             continue;

@@ -67,7 +67,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s == b"0" {
         return Some(0);
     }
-    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    let (neg, digits) = if s[0] == b'-' {
+        (true, &s[1..])
+    } else {
+        (false, s)
+    };
     if digits.is_empty() || !(b'1'..=b'9').contains(&digits[0]) {
         return None;
     }
@@ -164,7 +168,11 @@ fn parse_inline(buf: &mut BytesMut) -> Parsed {
             Parsed::Incomplete
         };
     };
-    let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
     let line = buf.split_to(nl + 1);
     match split_args(&line[..line_end]) {
         Some(args) if args.is_empty() => Parsed::Empty,
@@ -444,7 +452,10 @@ mod tests {
     use super::*;
 
     fn limits() -> ParseLimits {
-        ParseLimits { max_bulk_len: 512 * 1024 * 1024, unauthenticated: false }
+        ParseLimits {
+            max_bulk_len: 512 * 1024 * 1024,
+            unauthenticated: false,
+        }
     }
 
     fn parse(s: &[u8]) -> Parsed {

@@ -187,7 +187,9 @@ impl Db {
 
     /// Sets or clears (`0`) the absolute expiry of an existing key.
     pub fn set_expire(&mut self, key: &[u8], expire_at: u64) -> bool {
-        let Some(e) = self.dict.get_mut(key) else { return false };
+        let Some(e) = self.dict.get_mut(key) else {
+            return false;
+        };
         let old = std::mem::replace(&mut e.expire_at, expire_at);
         self.untrack(old);
         self.track(expire_at);

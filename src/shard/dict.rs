@@ -69,7 +69,10 @@ impl Dict {
             hasher: hasher(),
             dir: vec![0],
             global_depth: 0,
-            segments: vec![Segment { depth: 0, table: HashTable::new() }],
+            segments: vec![Segment {
+                depth: 0,
+                table: HashTable::new(),
+            }],
             len: 0,
         }
     }
@@ -111,14 +114,19 @@ impl Dict {
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
         let h = self.hash(key);
         let i = self.seg_index(h);
-        self.segments[i].table.find_mut(inner(h), |e| e.key.as_slice() == key)
+        self.segments[i]
+            .table
+            .find_mut(inner(h), |e| e.key.as_slice() == key)
     }
 
     /// Inserts an entry, returning the entry it replaced.
     pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
         let h = self.hash(&entry.key);
         let mut i = self.seg_index(h);
-        if let Some(slot) = self.segments[i].table.find_mut(inner(h), |e| e.key == entry.key) {
+        if let Some(slot) = self.segments[i]
+            .table
+            .find_mut(inner(h), |e| e.key == entry.key)
+        {
             return Some(std::mem::replace(slot, entry));
         }
         if self.segments[i].table.len() >= SEGMENT_MAX {
@@ -126,9 +134,9 @@ impl Dict {
             i = self.seg_index(h);
         }
         let hasher = &self.hasher;
-        self.segments[i]
-            .table
-            .insert_unique(inner(h), entry, |e| inner(hasher.hash_one(e.key.as_slice())));
+        self.segments[i].table.insert_unique(inner(h), entry, |e| {
+            inner(hasher.hash_one(e.key.as_slice()))
+        });
         self.len += 1;
         None
     }
@@ -137,7 +145,9 @@ impl Dict {
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let h = self.hash(key);
         let i = self.seg_index(h);
-        let found = self.segments[i].table.find_entry(inner(h), |e| e.key.as_slice() == key);
+        let found = self.segments[i]
+            .table
+            .find_entry(inner(h), |e| e.key.as_slice() == key);
         match found {
             Ok(occ) => {
                 self.len -= 1;
@@ -170,7 +180,10 @@ impl Dict {
         }
         old.table.shrink_to(old.table.len(), rehash);
         let new_index = self.segments.len() as u32;
-        self.segments.push(Segment { depth: new_depth, table: moved });
+        self.segments.push(Segment {
+            depth: new_depth,
+            table: moved,
+        });
         // Directory slots of the old segment whose next bit is 1 move over.
         let shift = self.global_depth - new_depth;
         for (slot, s) in self.dir.iter_mut().enumerate() {
@@ -205,7 +218,12 @@ impl Dict {
     /// Removes, segment by segment from cursor `pos`, the entries for which
     /// `remove` returns true, visiting at least `count` entries. Returns the
     /// next position, wrapping to 0 at the end.
-    pub fn sweep(&mut self, mut pos: u64, count: usize, mut remove: impl FnMut(&Entry) -> bool) -> u64 {
+    pub fn sweep(
+        &mut self,
+        mut pos: u64,
+        count: usize,
+        mut remove: impl FnMut(&Entry) -> bool,
+    ) -> u64 {
         let end = 1u64 << CURSOR_BITS;
         let mut seen = 0;
         while seen < count.max(1) {
@@ -252,7 +270,10 @@ impl Dict {
     /// Bytes held by the table structure itself (slots and control bytes).
     pub fn table_bytes(&self) -> usize {
         let slot = std::mem::size_of::<Entry>() + 1;
-        self.segments.iter().map(|s| s.table.capacity() * 8 / 7 * slot).sum::<usize>()
+        self.segments
+            .iter()
+            .map(|s| s.table.capacity() * 8 / 7 * slot)
+            .sum::<usize>()
             + self.dir.len() * 4
     }
 }
@@ -263,7 +284,12 @@ mod tests {
     use crate::shard::value::{SmallBytes, Value};
 
     fn entry(k: &str) -> Entry {
-        Entry { key: SmallBytes::new(k.as_bytes()), value: Value::Int(1), expire_at: 0, lru: 0 }
+        Entry {
+            key: SmallBytes::new(k.as_bytes()),
+            value: Value::Int(1),
+            expire_at: 0,
+            lru: 0,
+        }
     }
 
     #[test]

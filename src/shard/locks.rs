@@ -68,7 +68,11 @@ impl Locks {
                 self.whole = Some(tx);
             }
             LockSet::Keys(db, keys) => {
-                if self.whole.is_some() || keys.iter().any(|k| self.keys.contains_key(&(*db, k.clone()))) {
+                if self.whole.is_some()
+                    || keys
+                        .iter()
+                        .any(|k| self.keys.contains_key(&(*db, k.clone())))
+                {
                     return false;
                 }
                 let uniq: HashSet<&Vec<u8>> = keys.iter().collect();
@@ -145,7 +149,9 @@ impl Future for WaitFree {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         super::with_shard(|s| {
             let free = match &self.keys {
-                Some(keys) => s.locks.keys_free(self.db, keys.iter().map(|k| k.as_slice())),
+                Some(keys) => s
+                    .locks
+                    .keys_free(self.db, keys.iter().map(|k| k.as_slice())),
                 None => s.locks.shard_free(),
             };
             if free {

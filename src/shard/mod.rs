@@ -20,8 +20,8 @@ use futures::channel::{mpsc, oneshot};
 use locks::Locks;
 use routing::SlotTable;
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -67,7 +67,9 @@ impl Global {
         let run_id: String = {
             use rand::Rng;
             let mut r = rand::thread_rng();
-            (0..40).map(|_| char::from_digit(r.gen_range(0..16), 16).unwrap()).collect()
+            (0..40)
+                .map(|_| char::from_digit(r.gen_range(0..16), 16).unwrap())
+                .collect()
         };
         let g = Global {
             nshards,
@@ -262,7 +264,10 @@ where
 
 /// Current Unix time in milliseconds.
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Current Unix time in seconds.

@@ -14,7 +14,11 @@ pub fn crc16(data: &[u8]) -> u16 {
     for &b in data {
         crc ^= (b as u16) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -66,7 +70,11 @@ impl SlotTable {
     /// The shard that owns `key`.
     #[inline]
     pub fn shard_of(&self, key: &[u8]) -> usize {
-        if self.shards == 1 { 0 } else { self.owner(key_slot(key)) }
+        if self.shards == 1 {
+            0
+        } else {
+            self.owner(key_slot(key))
+        }
     }
 }
 
@@ -79,7 +87,10 @@ mod tests {
         // Values from CLUSTER KEYSLOT on redis-server.
         assert_eq!(key_slot(b"foo"), 12182);
         assert_eq!(key_slot(b"bar"), 5061);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"{user1000}.followers"));
+        assert_eq!(
+            key_slot(b"{user1000}.following"),
+            key_slot(b"{user1000}.followers")
+        );
         assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
         assert_eq!(key_slot(b"foo{{bar}}zap"), crc16(b"{bar") % 16384);
     }

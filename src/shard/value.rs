@@ -17,7 +17,10 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq)]
 pub enum SmallBytes {
     /// Up to [`SmallBytes::INLINE`] bytes, no allocation.
-    Inline { len: u8, buf: [u8; SmallBytes::INLINE] },
+    Inline {
+        len: u8,
+        buf: [u8; SmallBytes::INLINE],
+    },
     /// Longer strings.
     Heap(Box<[u8]>),
 }
@@ -31,7 +34,10 @@ impl SmallBytes {
         if b.len() <= Self::INLINE {
             let mut buf = [0u8; Self::INLINE];
             buf[..b.len()].copy_from_slice(b);
-            SmallBytes::Inline { len: b.len() as u8, buf }
+            SmallBytes::Inline {
+                len: b.len() as u8,
+                buf,
+            }
         } else {
             SmallBytes::Heap(b.into())
         }

@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,11 @@ impl Drop for Proc {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_ready(port: u16, child: &mut Child, label: &str) {
@@ -59,7 +62,14 @@ impl Proc {
     pub fn ringkv(shards: usize, extra: &[&str]) -> Proc {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
-        cmd.args(["--port", &port.to_string(), "--shards", &shards.to_string(), "--loglevel", "warning"]);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--shards",
+            &shards.to_string(),
+            "--loglevel",
+            "warning",
+        ]);
         cmd.args(extra);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("start ringkv");
@@ -73,19 +83,35 @@ impl Proc {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap().keep();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--bind",
+            "127.0.0.1",
+        ]);
         cmd.args(["--dir", dir.to_str().unwrap()]);
         cmd.args(extra);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("start redis-server (apt-get install redis-server)");
+        let mut child = cmd
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)");
         wait_ready(port, &mut child, "redis");
-        Proc { port, child, label: "redis".into() }
+        Proc {
+            port,
+            child,
+            label: "redis".into(),
+        }
     }
 
     /// A `redis` crate connection.
     pub fn client(&self) -> redis::Connection {
         let c = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap();
-        c.get_connection_with_timeout(Duration::from_secs(5)).unwrap()
+        c.get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap()
     }
 
     /// A raw RESP connection.
@@ -115,9 +141,14 @@ impl Raw {
     /// Connects to 127.0.0.1:`port`.
     pub fn connect(port: u16) -> Raw {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
-        Raw { stream, buf: Vec::new() }
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Writes raw bytes.
@@ -133,7 +164,8 @@ impl Raw {
     /// Sends a command and reads its reply.
     pub fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {
         self.send_cmd(args);
-        self.read_reply().expect("connection closed before the reply")
+        self.read_reply()
+            .expect("connection closed before the reply")
     }
 
     /// Sends a command given as strings.
@@ -201,8 +233,11 @@ impl Node {
     pub fn sorted(mut self) -> Node {
         let t = self.head.first().copied();
         if matches!(t, Some(b'%') | Some(b'|')) {
-            let mut pairs: Vec<(Node, Node)> =
-                self.children.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect();
+            let mut pairs: Vec<(Node, Node)> = self
+                .children
+                .chunks(2)
+                .map(|c| (c[0].clone(), c[1].clone()))
+                .collect();
             pairs.sort();
             self.children = pairs.into_iter().flat_map(|(a, b)| [a, b]).collect();
         } else {
@@ -213,7 +248,10 @@ impl Node {
 }
 
 fn line_end(buf: &[u8], from: usize) -> Option<usize> {
-    buf[from..].windows(2).position(|w| w == b"\r\n").map(|i| from + i)
+    buf[from..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|i| from + i)
 }
 
 /// Parses one reply from `buf`.
@@ -228,17 +266,35 @@ pub fn parse_node(buf: &[u8]) -> Option<(Node, usize)> {
         b'$' | b'=' | b'!' => {
             let n: i64 = std::str::from_utf8(line).ok()?.parse().ok()?;
             if n < 0 {
-                return Some((Node { head: buf[..pos].to_vec(), children: vec![] }, pos));
+                return Some((
+                    Node {
+                        head: buf[..pos].to_vec(),
+                        children: vec![],
+                    },
+                    pos,
+                ));
             }
             let end = pos + n as usize + 2;
             if buf.len() < end {
                 return None;
             }
-            Some((Node { head: buf[..end].to_vec(), children: vec![] }, end))
+            Some((
+                Node {
+                    head: buf[..end].to_vec(),
+                    children: vec![],
+                },
+                end,
+            ))
         }
         b'*' | b'%' | b'~' | b'>' | b'|' => {
             let n: i64 = std::str::from_utf8(line).ok()?.parse().ok()?;
-            let count = if n < 0 { 0 } else if matches!(buf[0], b'%' | b'|') { 2 * n } else { n };
+            let count = if n < 0 {
+                0
+            } else if matches!(buf[0], b'%' | b'|') {
+                2 * n
+            } else {
+                n
+            };
             let head = buf[..pos].to_vec();
             let mut children = Vec::new();
             for _ in 0..count {
@@ -248,7 +304,13 @@ pub fn parse_node(buf: &[u8]) -> Option<(Node, usize)> {
             }
             Some((Node { head, children }, pos))
         }
-        _ => Some((Node { head: buf[..pos].to_vec(), children: vec![] }, pos)),
+        _ => Some((
+            Node {
+                head: buf[..pos].to_vec(),
+                children: vec![],
+            },
+            pos,
+        )),
     }
 }
 
@@ -307,7 +369,12 @@ pub fn parse_script(text: &str) -> Vec<Step> {
         };
         let args = ringkv::server::resp::split_args(rest.as_bytes())
             .unwrap_or_else(|| panic!("line {}: unbalanced quotes", i + 1));
-        steps.push(Step { line: i + 1, mode, args: args.into_iter().map(|b| b.to_vec()).collect(), sleep_ms });
+        steps.push(Step {
+            line: i + 1,
+            mode,
+            args: args.into_iter().map(|b| b.to_vec()).collect(),
+            sleep_ms,
+        });
         sleep_ms = 0;
     }
     steps
@@ -328,7 +395,12 @@ pub fn same(mode: Mode, a: &[u8], b: &[u8]) -> bool {
 
 /// Runs a script against ringkv (1 and 4 shards) and redis-server, over RESP2
 /// and RESP3, and returns every mismatch as a readable line.
-pub fn diff_script(name: &str, text: &str, ringkv_flags: &[&str], redis_flags: &[&str]) -> Vec<String> {
+pub fn diff_script(
+    name: &str,
+    text: &str,
+    ringkv_flags: &[&str],
+    redis_flags: &[&str],
+) -> Vec<String> {
     let steps = parse_script(text);
     let redis = Proc::redis(redis_flags);
     let ours = [Proc::ringkv(1, ringkv_flags), Proc::ringkv(4, ringkv_flags)];
@@ -364,13 +436,4 @@ pub fn diff_script(name: &str, text: &str, ringkv_flags: &[&str], redis_flags: &
         }
     }
     failures
-}
-
-/// Runs the script file `tests/scripts/<file>` differentially and panics with
-/// every mismatch.
-pub fn check_script_file(file: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts").join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let failures = diff_script(file, &text, &[], &[]);
-    assert!(failures.is_empty(), "{} mismatches against redis-server:\n{}", failures.len(), failures.join("\n"));
 }
