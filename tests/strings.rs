@@ -204,3 +204,45 @@ fn incrbyfloat_from_many_clients_is_exact() {
     let v: String = redis::cmd("GET").arg("fl").query(&mut c).unwrap();
     assert_eq!(v, "400");
 }
+
+#[test]
+fn pipelined_cross_shard_commands_keep_their_order() {
+    let server = Proc::ringkv(SHARDS, &[]);
+    let ks = keys_on_distinct_shards("pipe", 4);
+    let mut raw = server.raw();
+    let mut out = Vec::new();
+    let n = 100;
+    for i in 0..n {
+        let v = i.to_string();
+        let mut mset: Vec<&[u8]> = vec![b"MSET"];
+        for k in &ks {
+            mset.push(k.as_bytes());
+            mset.push(v.as_bytes());
+        }
+        out.extend(common::encode_cmd(&mset));
+        out.extend(common::encode_cmd(&[b"GET", ks[2].as_bytes()]));
+        out.extend(common::encode_cmd(&[b"INCR", b"pipe-counter"]));
+        out.extend(common::encode_cmd(&[
+            b"MGET",
+            ks[0].as_bytes(),
+            ks[3].as_bytes(),
+        ]));
+    }
+    raw.send(&out);
+    for i in 0..n {
+        let v = i.to_string();
+        assert_eq!(raw.read_reply().unwrap(), b"+OK\r\n");
+        assert_eq!(
+            raw.read_reply().unwrap(),
+            format!("${}\r\n{v}\r\n", v.len()).into_bytes()
+        );
+        assert_eq!(
+            raw.read_reply().unwrap(),
+            format!(":{}\r\n", i + 1).into_bytes()
+        );
+        assert_eq!(
+            raw.read_reply().unwrap(),
+            format!("*2\r\n${0}\r\n{1}\r\n${0}\r\n{1}\r\n", v.len(), v).into_bytes()
+        );
+    }
+}
