@@ -15,6 +15,7 @@
 
 pub mod connection;
 pub mod keys;
+pub mod longdouble;
 pub mod server;
 pub mod string;
 

@@ -6,8 +6,6 @@
 //! one hop, otherwise they lock every key first (see [`Client::lock_keys`]) so
 //! that no client ever observes half of the operation.
 
-#[path = "longdouble.rs"]
-pub mod longdouble;
 
 pub use longdouble::{LongDouble, long_double_add};
 

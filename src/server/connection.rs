@@ -14,7 +14,7 @@ use super::resp::{ParseLimits, Parsed, Reply, parse_request};
 use crate::commands::{self, CallOpts, CommandSpec, Handler, err};
 use crate::shard::{Global, Shard, locks, spawn_on, with_shard};
 use bytes::{Bytes, BytesMut};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::AsyncWriteExt;
 use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
