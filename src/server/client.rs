@@ -62,7 +62,32 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    /// One line of CLIENT LIST, with Redis 7.0's fields.
+    /// The state of a connection just accepted: db 0, RESP2, no name, no
+    /// flags.
+    pub fn new(id: u64, addr: SocketAddr, laddr: SocketAddr, fd: i32) -> ClientInfo {
+        let now = Instant::now();
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            fd,
+            name: String::new(),
+            lib_name: String::new(),
+            lib_ver: String::new(),
+            db: 0,
+            resp: 2,
+            created: now,
+            last_active: now,
+            last_cmd: String::new(),
+            no_evict: false,
+            no_touch: false,
+            qbuf: 0,
+            killed: false,
+        }
+    }
+
+    /// One line of CLIENT LIST / CLIENT INFO: Redis 7.0's fields in its
+    /// order, then `lib-name` and `lib-ver` as Redis 7.2 appends them.
     pub fn list_line(&self) -> String {
         let now = Instant::now();
         let mut flags = String::new();
