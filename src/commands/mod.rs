@@ -82,7 +82,7 @@ pub mod flags {
     pub const SKIP_SLOWLOG: u32 = 1 << 13;
     /// May replicate even when read-only.
     pub const MAY_REPLICATE: u32 = 1 << 14;
-    /// Runs even when the server is near its memory limit.
+    /// May run while a script is busy.
     pub const ALLOW_BUSY: u32 = 1 << 15;
 
     /// Flag names in COMMAND's order.

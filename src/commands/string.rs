@@ -6,8 +6,7 @@
 //! one hop, otherwise they lock every key first (see [`Client::lock_keys`]) so
 //! that no client ever observes half of the operation.
 
-
-pub use longdouble::{LongDouble, long_double_add};
+pub use super::longdouble::{LongDouble, long_double_add};
 
 use super::{CommandSpec, Ctx, Handler, arg_i64, err, flags::*, keys};
 use crate::server::client::Client;

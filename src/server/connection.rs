@@ -55,25 +55,7 @@ pub async fn serve(stream: TcpStream, global: &'static Global, shard: usize) {
     let id = global
         .next_client_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let now = Instant::now();
-    let info = Rc::new(RefCell::new(ClientInfo {
-        id,
-        addr,
-        laddr,
-        fd,
-        name: String::new(),
-        lib_name: String::new(),
-        lib_ver: String::new(),
-        db: 0,
-        resp: 2,
-        created: now,
-        last_active: now,
-        last_cmd: String::new(),
-        no_evict: false,
-        no_touch: false,
-        qbuf: 0,
-        killed: false,
-    }));
+    let info = Rc::new(RefCell::new(ClientInfo::new(id, addr, laddr, fd)));
     let authenticated = with_shard(|s| {
         s.stats.total_connections_received += 1;
         s.clients.insert(id, info.clone());
