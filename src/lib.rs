@@ -20,3 +20,4 @@ pub mod config;
 pub mod glob;
 pub mod server;
 pub mod shard;
+pub mod types;

@@ -392,20 +392,16 @@ async fn run_single(
 /// Locks `(db, key)` pairs that may lie in different databases: one
 /// single-shard [`Tx`] per pair, acquired in ascending `(shard, db)` order
 /// (see the module docs for why this cannot deadlock).
-async fn lock_in_dbs(c: &mut Client, items: &[(usize, Bytes)]) -> Vec<Tx> {
+async fn lock_in_dbs(c: &Client, items: &[(usize, Bytes)]) -> Vec<Tx> {
     let mut order: Vec<(usize, usize, Bytes)> = items
         .iter()
         .map(|(db, k)| (c.shard_of(k), *db, k.clone()))
         .collect();
     order.sort_by_key(|(s, d, _)| (*s, *d));
-    let saved = c.db;
     let mut txs = Vec::with_capacity(order.len());
     for (_, db, k) in order {
-        // lock_keys locks in the client's database.
-        c.db = db;
-        txs.push(c.lock_keys(std::slice::from_ref(&k)).await);
+        txs.push(c.lock_keys_in(db, std::slice::from_ref(&k)).await);
     }
-    c.db = saved;
     txs
 }
 

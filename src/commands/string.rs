@@ -718,6 +718,12 @@ fn take_string(e: &mut Entry) -> Vec<u8> {
         Value::Str(SmallBytes::Heap(b)) => b.into_vec(),
         Value::Str(s) => s.to_vec(),
         Value::Int(n) => itoa::Buffer::new().format(n).as_bytes().to_vec(),
+        other => {
+            // Callers check the type first; keep a non-string value intact.
+            debug_assert!(false, "take_string on a {}", other.type_name());
+            e.value = other;
+            Vec::new()
+        }
     }
 }
 

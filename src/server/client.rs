@@ -202,7 +202,11 @@ impl Client {
     /// them shard by shard in ascending order. The locks are released when
     /// the returned [`Tx`] is dropped.
     pub async fn lock_keys(&self, keys: &[Bytes]) -> Tx {
-        let db = self.db;
+        self.lock_keys_in(self.db, keys).await
+    }
+
+    /// Like [`Client::lock_keys`], for keys of database `db`.
+    pub async fn lock_keys_in(&self, db: usize, keys: &[Bytes]) -> Tx {
         let groups = self.group_by_shard(keys);
         let sets = groups
             .into_iter()

@@ -10,6 +10,7 @@
 //! entry, so a small SET makes no heap allocation at all; integers that
 //! round-trip through their decimal form are stored as `i64`.
 
+use crate::types::{hash::HashValue, list::ListValue, set::SetValue, zset::ZSetValue};
 use bytes::Bytes;
 use std::fmt;
 
@@ -90,6 +91,14 @@ pub enum Value {
     Str(SmallBytes),
     /// A string that is the canonical decimal form of an `i64`.
     Int(i64),
+    /// A hash.
+    Hash(Box<HashValue>),
+    /// A list.
+    List(Box<ListValue>),
+    /// A set.
+    Set(Box<SetValue>),
+    /// A sorted set.
+    ZSet(Box<ZSetValue>),
 }
 
 impl Value {
@@ -107,6 +116,10 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) | Value::Int(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -116,6 +129,10 @@ impl Value {
             Value::Int(_) => "int",
             Value::Str(s) if s.len() <= 44 => "embstr",
             Value::Str(_) => "raw",
+            Value::Hash(h) => h.encoding(),
+            Value::List(l) => l.encoding(),
+            Value::Set(s) => s.encoding(),
+            Value::ZSet(z) => z.encoding(),
         }
     }
 
@@ -124,6 +141,7 @@ impl Value {
         match self {
             Value::Str(s) => Some(StrRef::Bytes(s.as_slice())),
             Value::Int(n) => Some(StrRef::Int(*n)),
+            _ => None,
         }
     }
 
@@ -132,6 +150,10 @@ impl Value {
         match self {
             Value::Str(s) => s.heap_size(),
             Value::Int(_) => 0,
+            Value::Hash(h) => std::mem::size_of::<HashValue>() + h.heap_size(),
+            Value::List(l) => std::mem::size_of::<ListValue>() + l.heap_size(),
+            Value::Set(s) => std::mem::size_of::<SetValue>() + s.heap_size(),
+            Value::ZSet(z) => std::mem::size_of::<ZSetValue>() + z.heap_size(),
         }
     }
 }
