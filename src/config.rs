@@ -294,6 +294,8 @@ pub fn tracing_level(loglevel: &str) -> &'static str {
 #[derive(Clone, Debug)]
 pub struct Config {
     values: BTreeMap<&'static str, String>,
+    /// Absolute path of the config file loaded at startup, if any.
+    file: String,
 }
 
 impl Default for Config {
@@ -303,6 +305,7 @@ impl Default for Config {
                 .iter()
                 .map(|o| (o.name, o.default.to_string()))
                 .collect(),
+            file: String::new(),
         }
     }
 }
@@ -375,6 +378,12 @@ impl Config {
     pub fn logfile(&self) -> &str {
         self.get("logfile").unwrap_or("")
     }
+    /// Absolute path of the config file, empty when none (INFO's
+    /// `config_file`).
+    pub fn config_file(&self) -> &str {
+        &self.file
+    }
+
     /// Log level name.
     pub fn loglevel(&self) -> &str {
         self.get("loglevel").unwrap_or("notice")
@@ -382,6 +391,9 @@ impl Config {
 
     /// Applies a redis.conf-style file. Errors name the line.
     pub fn load_file_text(&mut self, path: &str, text: &str) -> Result<(), String> {
+        self.file = std::fs::canonicalize(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.to_string());
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
