@@ -158,7 +158,7 @@ static COMMAND_SUBS: &[CommandSpec] = &[
     .acl(&["connection"]),
     CommandSpec::new(
         "getkeys",
-        -3,
+        -4,
         LOADING | STALE,
         NO_KEYS,
         "server",
@@ -169,7 +169,7 @@ static COMMAND_SUBS: &[CommandSpec] = &[
     .acl(&["connection"]),
     CommandSpec::new(
         "getkeysandflags",
-        -3,
+        -4,
         LOADING | STALE,
         NO_KEYS,
         "server",
@@ -797,10 +797,19 @@ fn config_help(_c: &mut Client, _args: &[Bytes]) -> Reply {
 // ---------------------------------------------------------------------------
 // Keyspace-wide commands
 
+/// DBSIZE sums the shards' counts. With several shards it first locks them
+/// all, like SWAPDB and FLUSHALL do, so that it counts a consistent cut: never
+/// half of a SWAPDB or of a multi-shard write.
 fn dbsize(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
     Box::pin(async move {
         let db = c.db;
+        let tx = if c.global.nshards > 1 {
+            Some(c.lock_all().await)
+        } else {
+            None
+        };
         let counts = run_on_all(c.global, move |s: &mut Shard| s.dbs[db].len()).await;
+        drop(tx);
         Reply::Int(counts.into_iter().sum::<usize>() as i64)
     })
 }
