@@ -6,16 +6,24 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// The type and range of an option's value.
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
-    /// An integer in `[min, max]`.
+    /// An integer in `[min, max]`, parsed with Redis's strict `string2ll`
+    /// rules (no `+`, no spaces, no leading zeros).
     Int { min: i64, max: i64 },
-    /// A byte size (`1gb`, `100mb`, `512`), printed in bytes.
-    Memory,
-    /// `yes` or `no`.
-    Bool,
+    /// An integer accepted in `[min, max]` and then clamped to
+    /// `[lo, hi]`, as Redis does for `hz`.
+    ClampedInt {
+        min: i64,
+        max: i64,
+        lo: i64,
+        hi: i64,
+    },
+    /// A byte size (`1gb`, `100mb`, `512`) in `[min, max]`, printed in bytes.
+    Memory { min: i64, max: i64 },
     /// Free text.
     Str,
     /// One of a fixed set of words.
@@ -33,24 +41,58 @@ pub struct OptionSpec {
     pub default: &'static str,
     /// Whether CONFIG SET may change it at run time.
     pub mutable: bool,
+    /// One line for `--help`.
+    pub help: &'static str,
 }
 
-const fn opt(name: &'static str, kind: Kind, default: &'static str, mutable: bool) -> OptionSpec {
+const fn opt(
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    mutable: bool,
+    help: &'static str,
+) -> OptionSpec {
     OptionSpec {
         name,
         kind,
         default,
         mutable,
+        help,
     }
 }
 
 const INT_MAX: i64 = i32::MAX as i64;
+const UINT_MAX: i64 = u32::MAX as i64;
+const MB: i64 = 1024 * 1024;
 
-/// Every option ringkv understands.
+/// Every option ringkv understands, with Redis's names, ranges and defaults.
+///
+/// Each one is honoured: `port`, `bind`, `shards`, `databases` and `logfile`
+/// at startup; `requirepass` and `maxclients` when a connection arrives;
+/// `proto-max-bulk-len` and `client-query-buffer-limit` on every read; `hz`
+/// by the active-expiry loop; `loglevel` through [`apply_runtime`].
 pub static OPTIONS: &[OptionSpec] = &[
-    opt("port", Kind::Int { min: 0, max: 65535 }, "6379", false),
-    opt("bind", Kind::Str, "127.0.0.1", false),
-    opt("shards", Kind::Int { min: 0, max: 1024 }, "0", false),
+    opt(
+        "port",
+        Kind::Int { min: 0, max: 65535 },
+        "6379",
+        false,
+        "TCP port to listen on (0: any free port).",
+    ),
+    opt(
+        "bind",
+        Kind::Str,
+        "127.0.0.1",
+        false,
+        "Address to listen on.",
+    ),
+    opt(
+        "shards",
+        Kind::Int { min: 0, max: 1024 },
+        "0",
+        false,
+        "Number of shards, one pinned executor each (0: one per usable core).",
+    ),
     opt(
         "databases",
         Kind::Int {
@@ -59,41 +101,71 @@ pub static OPTIONS: &[OptionSpec] = &[
         },
         "16",
         false,
+        "Number of databases.",
     ),
-    opt("requirepass", Kind::Str, "", true),
+    opt(
+        "requirepass",
+        Kind::Str,
+        "",
+        true,
+        "Require clients to AUTH with this password.",
+    ),
     opt(
         "loglevel",
         Kind::Enum(&["debug", "verbose", "notice", "warning"]),
         "notice",
         true,
+        "Log level: debug, verbose, notice or warning.",
     ),
-    opt("logfile", Kind::Str, "", false),
-    opt("proto-max-bulk-len", Kind::Memory, "536870912", true),
+    opt(
+        "logfile",
+        Kind::Str,
+        "",
+        false,
+        "Log to this file instead of standard output.",
+    ),
+    opt(
+        "proto-max-bulk-len",
+        Kind::Memory {
+            min: MB,
+            max: i64::MAX,
+        },
+        "536870912",
+        true,
+        "Largest bulk string a client may send (e.g. 512mb).",
+    ),
     opt(
         "client-query-buffer-limit",
-        Kind::Memory,
+        Kind::Memory {
+            min: MB,
+            max: i64::MAX,
+        },
         "1073741824",
         true,
+        "Largest query buffer of one client (e.g. 1gb).",
     ),
     opt(
         "maxclients",
         Kind::Int {
             min: 1,
-            max: INT_MAX,
+            max: UINT_MAX,
         },
         "10000",
         true,
+        "Maximum number of connected clients.",
     ),
     opt(
-        "tcp-keepalive",
-        Kind::Int {
+        "hz",
+        Kind::ClampedInt {
             min: 0,
             max: INT_MAX,
+            lo: 1,
+            hi: 500,
         },
-        "300",
+        "10",
         true,
+        "Background task frequency (active expiry), clamped to 1..500.",
     ),
-    opt("hz", Kind::Int { min: 1, max: 500 }, "10", true),
 ];
 
 /// Looks an option up by name, case-insensitively.
@@ -108,7 +180,8 @@ pub enum ConfigError {
     Unknown(String),
     /// The option cannot change at run time.
     Immutable(&'static str),
-    /// The value does not parse or is out of range; the text says why.
+    /// The value does not parse or is out of range; the text says why, in
+    /// Redis's words.
     BadValue(&'static str, String),
 }
 
@@ -116,16 +189,17 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Unknown(n) => write!(f, "unknown option '{n}'"),
-            ConfigError::Immutable(n) => write!(f, "option '{n}' can't be changed at run time"),
+            ConfigError::Immutable(n) => write!(f, "can't set immutable config '{n}'"),
             ConfigError::BadValue(n, why) => write!(f, "bad value for '{n}': {why}"),
         }
     }
 }
 
-/// Parses a Redis memory size: `1gb`, `10mb`, `5k`, `1024`.
+/// Parses a Redis memory size as `memtoull` does: digits, then an optional
+/// case-insensitive unit (`b`, `k`, `kb`, `m`, `mb`, `g`, `gb`).
 pub fn parse_memory(s: &str) -> Option<i64> {
     let lower = s.to_ascii_lowercase();
-    let units: [(&str, i64); 8] = [
+    let units: [(&str, i64); 7] = [
         ("kb", 1024),
         ("mb", 1024 * 1024),
         ("gb", 1024 * 1024 * 1024),
@@ -133,53 +207,51 @@ pub fn parse_memory(s: &str) -> Option<i64> {
         ("m", 1000 * 1000),
         ("g", 1000 * 1000 * 1000),
         ("b", 1),
-        ("", 1),
     ];
-    for (suffix, mul) in units {
-        if let Some(num) = lower.strip_suffix(suffix) {
-            if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit() || c == b'-') {
-                continue;
-            }
-            return num.parse::<i64>().ok()?.checked_mul(mul);
-        }
+    let (num, mul) = units
+        .iter()
+        .find_map(|&(suffix, mul)| lower.strip_suffix(suffix).map(|n| (n, mul)))
+        .unwrap_or((lower.as_str(), 1));
+    if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
     }
-    None
+    num.parse::<i64>().ok()?.checked_mul(mul)
 }
 
-/// Validates `value` for `spec` and returns its canonical form.
+/// Validates `value` for `spec` and returns its canonical form. Error texts
+/// are Redis's.
 pub fn canonical(spec: &'static OptionSpec, value: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| ConfigError::BadValue(spec.name, why.to_string());
+    let bad = |why: String| ConfigError::BadValue(spec.name, why);
+    let range = |n: i64, min: i64, max: i64| {
+        if n < min || n > max {
+            Err(bad(format!(
+                "argument must be between {min} and {max} inclusive"
+            )))
+        } else {
+            Ok(n)
+        }
+    };
+    let int = |v: &str| {
+        crate::server::resp::parse_i64(v.as_bytes())
+            .ok_or_else(|| bad("argument couldn't be parsed into an integer".into()))
+    };
     match spec.kind {
-        Kind::Int { min, max } => {
-            let n: i64 = value
-                .parse()
-                .map_err(|_| bad("argument couldn't be parsed into an integer"))?;
-            if n < min || n > max {
-                return Err(bad(&format!(
-                    "argument must be between {min} and {max} inclusive"
-                )));
-            }
-            Ok(n.to_string())
+        Kind::Int { min, max } => Ok(range(int(value)?, min, max)?.to_string()),
+        Kind::ClampedInt { min, max, lo, hi } => {
+            Ok(range(int(value)?, min, max)?.clamp(lo, hi).to_string())
         }
-        Kind::Memory => {
-            let n = parse_memory(value).ok_or_else(|| bad("argument must be a memory value"))?;
-            if n < 0 {
-                return Err(bad("argument must be a memory value"));
-            }
-            Ok(n.to_string())
+        Kind::Memory { min, max } => {
+            let n =
+                parse_memory(value).ok_or_else(|| bad("argument must be a memory value".into()))?;
+            Ok(range(n, min, max)?.to_string())
         }
-        Kind::Bool => match value.to_ascii_lowercase().as_str() {
-            "yes" => Ok("yes".into()),
-            "no" => Ok("no".into()),
-            _ => Err(bad("argument must be 'yes' or 'no'")),
-        },
         Kind::Str => Ok(value.to_string()),
         Kind::Enum(words) => {
             let v = value.to_ascii_lowercase();
             if words.contains(&v.as_str()) {
                 Ok(v)
             } else {
-                Err(bad(&format!(
+                Err(bad(format!(
                     "argument(s) must be one of the following: {}",
                     words.join(", ")
                 )))
@@ -188,10 +260,42 @@ pub fn canonical(spec: &'static OptionSpec, value: &str) -> Result<String, Confi
     }
 }
 
+type LogHook = Box<dyn Fn(&str) + Send + Sync>;
+static LOG_HOOK: OnceLock<LogHook> = OnceLock::new();
+
+/// Installs the function that changes the log level at run time (the binary
+/// installs one backed by a `tracing` reload handle). It receives a level
+/// name as in [`Config::loglevel`].
+pub fn set_loglevel_hook(f: impl Fn(&str) + Send + Sync + 'static) {
+    let _ = LOG_HOOK.set(Box::new(f));
+}
+
+/// Applies the settings that live outside the shards' cached copies after
+/// CONFIG SET changed `changed`: today, the log level.
+pub fn apply_runtime(config: &Config, changed: &[&str]) {
+    if changed.iter().any(|n| n.eq_ignore_ascii_case("loglevel"))
+        && let Some(hook) = LOG_HOOK.get()
+    {
+        hook(config.loglevel());
+    }
+}
+
+/// The `tracing` filter directive for a Redis log level name.
+pub fn tracing_level(loglevel: &str) -> &'static str {
+    match loglevel {
+        "debug" => "debug",
+        "verbose" => "info",
+        "warning" => "warn",
+        _ => "info",
+    }
+}
+
 /// The current configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     values: BTreeMap<&'static str, String>,
+    /// Absolute path of the config file loaded at startup, if any.
+    file: String,
 }
 
 impl Default for Config {
@@ -201,6 +305,7 @@ impl Default for Config {
                 .iter()
                 .map(|o| (o.name, o.default.to_string()))
                 .collect(),
+            file: String::new(),
         }
     }
 }
@@ -265,10 +370,6 @@ impl Config {
     pub fn maxclients(&self) -> usize {
         self.int("maxclients") as usize
     }
-    /// TCP keepalive interval in seconds (0 = off).
-    pub fn tcp_keepalive(&self) -> u64 {
-        self.int("tcp-keepalive") as u64
-    }
     /// Background task frequency.
     pub fn hz(&self) -> u64 {
         self.int("hz") as u64
@@ -277,6 +378,12 @@ impl Config {
     pub fn logfile(&self) -> &str {
         self.get("logfile").unwrap_or("")
     }
+    /// Absolute path of the config file, empty when none (INFO's
+    /// `config_file`).
+    pub fn config_file(&self) -> &str {
+        &self.file
+    }
+
     /// Log level name.
     pub fn loglevel(&self) -> &str {
         self.get("loglevel").unwrap_or("notice")
@@ -284,6 +391,9 @@ impl Config {
 
     /// Applies a redis.conf-style file. Errors name the line.
     pub fn load_file_text(&mut self, path: &str, text: &str) -> Result<(), String> {
+        self.file = std::fs::canonicalize(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.to_string());
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -330,6 +440,33 @@ mod tests {
         assert_eq!(parse_memory("1k"), Some(1000));
         assert_eq!(parse_memory("12"), Some(12));
         assert_eq!(parse_memory("x"), None);
+        assert_eq!(parse_memory("-1"), None);
+        assert_eq!(parse_memory("1MB"), Some(1 << 20));
+    }
+
+    #[test]
+    fn values_checked_like_redis() {
+        let mut c = Config::default();
+        for bad in ["+5", " 5", "5.0", "1x", ""] {
+            assert!(c.set("hz", bad, true).is_err(), "{bad:?}");
+        }
+        c.set("hz", "1000", true).unwrap();
+        assert_eq!(c.hz(), 500);
+        c.set("hz", "0", true).unwrap();
+        assert_eq!(c.hz(), 1);
+        assert_eq!(
+            c.set("maxclients", "0", true),
+            Err(ConfigError::BadValue(
+                "maxclients",
+                "argument must be between 1 and 4294967295 inclusive".into()
+            ))
+        );
+        assert_eq!(
+            c.set("databases", "4", true),
+            Err(ConfigError::Immutable("databases"))
+        );
+        c.set("LOGLEVEL", "WARNING", true).unwrap();
+        assert_eq!(c.loglevel(), "warning");
     }
 
     #[test]

@@ -1,87 +1,90 @@
 //! The `ringkv` server binary.
 
-use clap::Parser;
-use ringkv::config::Config;
+use clap::{Arg, ArgAction, Command};
+use ringkv::config::{self, Config, OPTIONS};
 use ringkv::server::Server;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, reload};
 
-/// A Redis-compatible, thread-per-core in-memory data store.
-#[derive(Parser, Debug)]
-#[command(name = "ringkv", version, about)]
-struct Cli {
-    /// Optional config file in redis.conf syntax; flags override it.
-    config_file: Option<String>,
-    /// TCP port.
-    #[arg(long)]
-    port: Option<u16>,
-    /// Address to listen on.
-    #[arg(long)]
-    bind: Option<String>,
-    /// Number of shards (one pinned executor each); default: one per usable core.
-    #[arg(long)]
-    shards: Option<usize>,
-    /// Number of databases.
-    #[arg(long)]
-    databases: Option<usize>,
-    /// Require clients to AUTH with this password.
-    #[arg(long)]
-    requirepass: Option<String>,
-    /// debug, verbose, notice or warning.
-    #[arg(long)]
-    loglevel: Option<String>,
-    /// Log to this file instead of standard output.
-    #[arg(long)]
-    logfile: Option<String>,
+/// The command line: an optional config file in redis.conf syntax, then
+/// Redis-style `--<option> <value>` for every option in [`OPTIONS`]
+/// (`--port 7000`, `--maxclients 100`, `--proto-max-bulk-len 1mb`...). Flags
+/// override the file; an unknown flag is an error that names it.
+fn cli() -> Command {
+    let mut cmd = Command::new("ringkv")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("A Redis-compatible, thread-per-core in-memory data store.")
+        .arg(
+            Arg::new("config_file")
+                .value_name("CONFIG_FILE")
+                .help("Config file in redis.conf syntax; flags override it."),
+        );
+    for o in OPTIONS {
+        cmd = cmd.arg(
+            Arg::new(o.name)
+                .long(o.name)
+                .value_name("VALUE")
+                .help(o.help)
+                .allow_hyphen_values(true)
+                .action(ArgAction::Set),
+        );
+    }
+    cmd
 }
 
-fn build_config(cli: &Cli) -> Result<Config, String> {
+fn build_config(args: impl IntoIterator<Item = String>) -> Result<Config, String> {
+    let m = cli().try_get_matches_from(args).map_err(|e| {
+        // --help and --version print and exit successfully.
+        if !e.use_stderr() {
+            let _ = e.print();
+            std::process::exit(0);
+        }
+        e.to_string()
+    })?;
     let mut config = Config::default();
-    if let Some(path) = &cli.config_file {
+    if let Some(path) = m.get_one::<String>("config_file") {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("Fatal error, can't open config file '{path}': {e}"))?;
         config.load_file_text(path, &text)?;
     }
-    let flags: [(&str, Option<String>); 7] = [
-        ("port", cli.port.map(|v| v.to_string())),
-        ("bind", cli.bind.clone()),
-        ("shards", cli.shards.map(|v| v.to_string())),
-        ("databases", cli.databases.map(|v| v.to_string())),
-        ("requirepass", cli.requirepass.clone()),
-        ("loglevel", cli.loglevel.clone()),
-        ("logfile", cli.logfile.clone()),
-    ];
-    for (name, value) in flags {
-        if let Some(v) = value {
+    for o in OPTIONS {
+        if let Some(v) = m.get_one::<String>(o.name) {
             config
-                .set(name, &v, false)
-                .map_err(|e| format!("--{name}: {e}"))?;
+                .set(o.name, v, false)
+                .map_err(|e| format!("--{}: {e}", o.name))?;
         }
     }
     Ok(config)
 }
 
+/// Sets up logging with a reloadable filter, so that CONFIG SET loglevel
+/// takes effect at run time. `RUST_LOG`, when set, wins at startup.
 fn init_logging(config: &Config) -> Result<(), String> {
-    let level = match config.loglevel() {
-        "debug" => "debug",
-        "verbose" => "info",
-        "warning" => "warn",
-        _ => "info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let level = config::tracing_level(config.loglevel());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let (filter, handle) = reload::Layer::new(filter);
+    config::set_loglevel_hook(move |name| {
+        let _ = handle.reload(EnvFilter::new(config::tracing_level(name)));
+    });
+    let registry = tracing_subscriber::registry().with(filter);
     if config.logfile().is_empty() {
-        builder.init();
+        registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .init();
     } else {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(config.logfile())
             .map_err(|e| format!("Can't open the log file {}: {e}", config.logfile()))?;
-        builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(file)),
+            )
             .init();
     }
     Ok(())
@@ -109,8 +112,7 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let config = match build_config(&cli) {
+    let config = match build_config(std::env::args()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
