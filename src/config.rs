@@ -70,7 +70,8 @@ const MB: i64 = 1024 * 1024;
 /// Each one is honoured: `port`, `bind`, `shards`, `databases` and `logfile`
 /// at startup; `requirepass` and `maxclients` when a connection arrives;
 /// `proto-max-bulk-len` and `client-query-buffer-limit` on every read; `hz`
-/// by the active-expiry loop; `loglevel` through [`apply_runtime`].
+/// by the active-expiry loop; `loglevel` through [`apply_runtime`]; the
+/// `*-max-*` encoding thresholds by the collection types when they write.
 pub static OPTIONS: &[OptionSpec] = &[
     opt(
         "port",
@@ -166,12 +167,105 @@ pub static OPTIONS: &[OptionSpec] = &[
         true,
         "Background task frequency (active expiry), clamped to 1..500.",
     ),
+    opt(
+        "hash-max-listpack-entries",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        "128",
+        true,
+        "Hashes with more fields use a hash table.",
+    ),
+    opt(
+        "hash-max-listpack-value",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        "64",
+        true,
+        "Hashes with a longer field or value use a hash table.",
+    ),
+    opt(
+        "list-max-listpack-size",
+        Kind::Int {
+            min: i32::MIN as i64,
+            max: INT_MAX,
+        },
+        "-2",
+        true,
+        "Lists above this size leave the flat encoding (negative: -1..-5 = 4..64 KiB).",
+    ),
+    opt(
+        "set-max-intset-entries",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        "512",
+        true,
+        "Integer sets with more members use a hash table.",
+    ),
+    opt(
+        "set-max-listpack-entries",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        "128",
+        true,
+        "Non-integer sets with more members use a hash table.",
+    ),
+    opt(
+        "set-max-listpack-value",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        "64",
+        true,
+        "Sets with a longer member use a hash table.",
+    ),
+    opt(
+        "zset-max-listpack-entries",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        "128",
+        true,
+        "Sorted sets with more members use the indexed encoding.",
+    ),
+    opt(
+        "zset-max-listpack-value",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        "64",
+        true,
+        "Sorted sets with a longer member use the indexed encoding.",
+    ),
 ];
 
 /// Looks an option up by name, case-insensitively.
 pub fn spec(name: &str) -> Option<&'static OptionSpec> {
+    let name = ALIASES
+        .iter()
+        .find(|(old, _)| old.eq_ignore_ascii_case(name))
+        .map_or(name, |(_, new)| new);
     OPTIONS.iter().find(|o| o.name.eq_ignore_ascii_case(name))
 }
+
+/// Old option names Redis 7 still accepts.
+const ALIASES: &[(&str, &str)] = &[
+    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
+    ("hash-max-ziplist-value", "hash-max-listpack-value"),
+    ("list-max-ziplist-size", "list-max-listpack-size"),
+    ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
+    ("zset-max-ziplist-value", "zset-max-listpack-value"),
+];
 
 /// Why a value was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -334,7 +428,8 @@ impl Config {
         self.values.iter().map(|(k, v)| (*k, v.as_str()))
     }
 
-    fn int(&self, name: &str) -> i64 {
+    /// An integer option's value (0 if the name is unknown).
+    pub fn int(&self, name: &str) -> i64 {
         self.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
