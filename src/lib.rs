@@ -15,6 +15,7 @@
 //! [`shard`] the per-core data (dict, expiry, locks); [`commands`] one file per
 //! command family; [`config`] the option table.
 
+pub mod alloc;
 pub mod commands;
 pub mod config;
 pub mod glob;

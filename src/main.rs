@@ -3,6 +3,9 @@
 use clap::{Arg, ArgAction, Command};
 use ringkv::config::{self, Config, OPTIONS};
 use ringkv::server::Server;
+
+#[global_allocator]
+static ALLOC: ringkv::alloc::CountingAlloc = ringkv::alloc::CountingAlloc;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, reload};

@@ -106,7 +106,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "connection",
         "2.4.0",
         "A container for client connection commands",
-        Handler::Container,
+        Handler::Container(None),
     )
     .subs(CLIENT_SUBCOMMANDS),
 ];

@@ -220,7 +220,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "generic",
         "2.2.3",
         "A container for object introspection commands",
-        Handler::Container,
+        Handler::Container(None),
     )
     .acl(&["slow"])
     .subs(OBJECT_SUBS),

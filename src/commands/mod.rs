@@ -47,7 +47,8 @@ pub enum Handler {
     /// On the connection, coordinating shards.
     Async(AsyncFn),
     /// A container such as CLIENT or CONFIG: dispatches on its subcommands.
-    Container,
+    /// The handler, if any, serves a bare call without a subcommand (COMMAND).
+    Container(Option<LocalFn>),
 }
 
 /// Command flags, as COMMAND reports them.

@@ -30,7 +30,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "server",
         "2.8.13",
         "Get array of Redis command details",
-        Handler::Local(command),
+        Handler::Container(Some(command)),
     )
     .acl(&["connection"])
     .subs(COMMAND_SUBS),
@@ -42,7 +42,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "server",
         "2.0.0",
         "A container for server configuration commands",
-        Handler::Container,
+        Handler::Container(None),
     )
     .subs(CONFIG_SUBS),
     CommandSpec::new(
@@ -277,23 +277,9 @@ fn lossy(b: &[u8]) -> String {
 /// COMMAND is not a plain container because bare `COMMAND` lists every
 /// command; it resolves its subcommands itself, with the same arity and
 /// "unknown subcommand" errors as the dispatcher.
-fn command(c: &mut Client, args: &[Bytes]) -> Reply {
-    if args.len() == 1 {
-        return Reply::Array(super::all().map(|cmd| info_entry(None, cmd)).collect());
-    }
-    let Some(sub) = COMMAND_SUBS.iter().find(|s| is(&args[1], s.name)) else {
-        let name = lossy(&args[1][..args[1].len().min(128)]);
-        return Reply::Error(format!(
-            "ERR unknown subcommand '{name}'. Try COMMAND HELP."
-        ));
-    };
-    if !sub.arity_ok(args.len()) {
-        return err::arity(&format!("command|{}", sub.name));
-    }
-    match sub.handler {
-        Handler::Local(f) => f(c, args),
-        _ => unreachable!("COMMAND subcommands are local"),
-    }
+/// COMMAND without a subcommand: every command's details.
+fn command(_c: &mut Client, _args: &[Bytes]) -> Reply {
+    Reply::Array(super::all().map(|cmd| info_entry(None, cmd)).collect())
 }
 
 fn command_count(_c: &mut Client, _args: &[Bytes]) -> Reply {
@@ -998,13 +984,13 @@ struct ShardInfo {
     misses: u64,
     expired: u64,
     /// Bytes held by the dicts and their entries (only when asked for).
-    memory: usize,
+    memory: isize,
     max_qbuf: usize,
     lazy_pending: u64,
     lazyfreed: u64,
 }
 
-fn gather(s: &mut Shard, with_memory: bool) -> ShardInfo {
+fn gather(s: &mut Shard) -> ShardInfo {
     let now = unix_ms();
     let mut out = ShardInfo {
         stats: s.stats.clone(),
@@ -1017,11 +1003,8 @@ fn gather(s: &mut Shard, with_memory: bool) -> ShardInfo {
         out.hits += db.stats.keyspace_hits;
         out.misses += db.stats.keyspace_misses;
         out.expired += db.stats.expired_keys;
-        if with_memory {
-            let dict = db.dict();
-            out.memory += dict.table_bytes() + dict.iter().map(|e| e.heap_size()).sum::<usize>();
-        }
     }
+    out.memory = crate::alloc::thread_allocated();
     out.max_qbuf = s
         .clients
         .values()
@@ -1085,8 +1068,7 @@ fn selected_sections(args: &[Bytes]) -> Vec<&'static str> {
 fn info(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
     Box::pin(async move {
         let want = selected_sections(&args);
-        let with_memory = want.contains(&"memory");
-        let shards = run_on_all(c.global, move |s: &mut Shard| gather(s, with_memory)).await;
+        let shards = run_on_all(c.global, gather).await;
         let mut out = String::new();
         for (name, _) in SECTIONS {
             if !want.contains(name) {
@@ -1224,7 +1206,7 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
         }
         "memory" => {
             out.push_str("# Memory\r\n");
-            let used = shards.iter().map(|s| s.memory as u64).sum::<u64>();
+            let used = shards.iter().map(|s| s.memory).sum::<isize>().max(0) as u64;
             let rss = rss_bytes();
             let total = total_system_memory();
             field!("used_memory", used);

@@ -57,6 +57,7 @@ pub async fn serve(stream: TcpStream, global: &'static Global, shard: usize) {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let info = Rc::new(RefCell::new(ClientInfo::new(id, addr, laddr, fd)));
     let authenticated = with_shard(|s| {
+        s.refresh_config();
         s.stats.total_connections_received += 1;
         s.clients.insert(id, info.clone());
         s.config.requirepass().is_none()
@@ -315,9 +316,12 @@ fn resolve(
     let Some(spec) = commands::lookup(&args[0]) else {
         return Err((None, unknown_command(args)));
     };
-    let (spec, full) = if matches!(spec.handler, Handler::Container) {
+    let (spec, full) = if let Handler::Container(bare) = spec.handler {
         if args.len() < 2 {
-            return Err((Some(spec.name.into()), err::arity(spec.name)));
+            return match bare {
+                Some(_) => Ok((spec, spec.name.to_string())),
+                None => Err((Some(spec.name.into()), err::arity(spec.name))),
+            };
         }
         match commands::lookup_sub(spec, &args[1]) {
             Some(sub) => (sub, format!("{}|{}", spec.name, sub.name)),
@@ -445,7 +449,7 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
                 }
             }
         }
-        Handler::Local(f) => {
+        Handler::Local(f) | Handler::Container(Some(f)) => {
             flush(client, batch, wbuf).await;
             let start = Instant::now();
             let reply = f(client, &args);
@@ -461,7 +465,7 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
             with_shard(|s| record(s, &full, start, &reply));
             emit(client, batch, wbuf, reply);
         }
-        Handler::Container => unreachable!("containers resolve to subcommands"),
+        Handler::Container(None) => unreachable!("containers resolve to subcommands"),
     }
 }
 
