@@ -213,6 +213,17 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     )
     .acl(CONN),
     CommandSpec::new(
+        "unblock",
+        -3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        "connection",
+        "5.0.0",
+        "Unblocks a client blocked by a blocking command from a different connection.",
+        Handler::Async(client_unblock),
+    )
+    .acl(CONN),
+    CommandSpec::new(
         "no-touch",
         3,
         NOSCRIPT | LOADING | STALE,
@@ -531,6 +542,31 @@ fn client_no_evict(c: &mut Client, args: &[Bytes]) -> Reply {
         }
         None => err::SYNTAX,
     }
+}
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: ends another client's blocking wait.
+fn client_unblock(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
+    Box::pin(async move {
+        let Ok(id) = super::arg_i64(&args[2]) else {
+            return err::NOT_INT;
+        };
+        let with_error = match args.get(3) {
+            None => false,
+            Some(a) if super::is(a, "timeout") => false,
+            Some(a) if super::is(a, "error") => true,
+            Some(_) => {
+                return Reply::StaticError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+            }
+        };
+        let done = crate::shard::run_on_all(c.global, move |s| {
+            s.clients
+                .get(&(id as u64))
+                .and_then(|info| info.borrow().blocked.clone())
+                .is_some_and(|w| crate::shard::blocking::unblock(&w, with_error))
+        })
+        .await;
+        Reply::Int(done.into_iter().any(|d| d) as i64)
+    })
 }
 
 fn client_no_touch(c: &mut Client, args: &[Bytes]) -> Reply {

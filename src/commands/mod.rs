@@ -287,7 +287,9 @@ impl CallOpts {
             resp3: self.resp3,
             touch: self.touch,
         };
-        f(&mut ctx, args)
+        let reply = f(&mut ctx, args);
+        crate::shard::blocking::serve_ready(shard);
+        reply
     }
 }
 

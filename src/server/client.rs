@@ -59,6 +59,8 @@ pub struct ClientInfo {
     pub qbuf: usize,
     /// Set by CLIENT KILL; the connection closes.
     pub killed: bool,
+    /// The wait of a client blocked in BLPOP & co, for CLIENT UNBLOCK.
+    pub blocked: Option<std::sync::Arc<crate::shard::blocking::Waiter>>,
 }
 
 impl ClientInfo {
@@ -83,6 +85,7 @@ impl ClientInfo {
             no_touch: false,
             qbuf: 0,
             killed: false,
+            blocked: None,
         }
     }
 
@@ -91,6 +94,9 @@ impl ClientInfo {
     pub fn list_line(&self) -> String {
         let now = Instant::now();
         let mut flags = String::new();
+        if self.blocked.is_some() {
+            flags.push('b');
+        }
         if self.no_evict {
             flags.push('e');
         }
@@ -289,7 +295,9 @@ impl Tx {
                 resp3: opts.resp3,
                 touch: opts.touch,
             };
-            f(&mut ctx)
+            let out = f(&mut ctx);
+            crate::shard::blocking::serve_ready(s);
+            out
         })
         .await
     }

@@ -4,8 +4,12 @@
 //! key is never visible (lazy expiry on access), access updates the LRU clock,
 //! and the count of keys with a TTL is kept for INFO keyspace.
 
+use super::blocking::Waiter;
 use super::dict::Dict;
 use super::value::{Entry, SmallBytes, Value};
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 /// The LRU clock: seconds, wrapped to 24 bits as in Redis.
 pub fn lru_clock(now_ms: u64) -> u32 {
@@ -47,9 +51,55 @@ pub struct Db {
     pub(crate) sweep_pos: u64,
     /// Counters.
     pub stats: DbStats,
+    /// Clients blocked on keys of this database, per key, in arrival order.
+    pub blocked: HashMap<Vec<u8>, VecDeque<Arc<Waiter>>>,
+    /// Blocked-on keys written since the shard last served them.
+    ready: Vec<Vec<u8>>,
+}
+
+thread_local! {
+    /// Set when any database of this shard has a ready key.
+    static ANY_READY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True (and reset) when some database of this shard marked a key ready.
+pub fn take_any_ready() -> bool {
+    ANY_READY.with(|r| r.replace(false))
 }
 
 impl Db {
+    /// Notes that `key` was written, so clients blocked on it get served.
+    #[inline]
+    pub fn mark_ready(&mut self, key: &[u8]) {
+        if !self.blocked.is_empty()
+            && self.blocked.contains_key(key)
+            && !self.ready.iter().any(|k| k == key)
+        {
+            self.ready.push(key.to_vec());
+            ANY_READY.with(|r| r.set(true));
+        }
+    }
+
+    /// Takes one key marked ready.
+    pub fn take_ready(&mut self) -> Option<Vec<u8>> {
+        self.ready.pop()
+    }
+
+    /// Queues a blocked client on `key`.
+    pub fn add_waiter(&mut self, key: &[u8], w: Arc<Waiter>) {
+        self.blocked.entry(key.to_vec()).or_default().push_back(w);
+    }
+
+    /// Removes a client's entries from `key`'s queue.
+    pub fn remove_waiter(&mut self, key: &[u8], client_id: u64) {
+        if let Some(q) = self.blocked.get_mut(key) {
+            q.retain(|w| w.client_id != client_id);
+            if q.is_empty() {
+                self.blocked.remove(key);
+            }
+        }
+    }
+
     /// Number of keys, including expired ones not yet reclaimed.
     pub fn len(&self) -> usize {
         self.dict.len()
@@ -123,6 +173,7 @@ impl Db {
     /// Looks a key up for a write command (no hit/miss accounting).
     pub fn lookup_write(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
         self.expire_if_needed(key, now_ms);
+        self.mark_ready(key);
         let e = self.dict.get_mut(key)?;
         e.lru = lru_clock(now_ms);
         Some(e)
@@ -136,6 +187,7 @@ impl Db {
     /// Stores `value` under `key` with absolute expiry `expire_at` (0 = none),
     /// replacing any previous value and TTL. Returns the old entry.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now_ms: u64) -> Option<Entry> {
+        self.mark_ready(key);
         let old = self.dict.insert(Entry {
             key: SmallBytes::new(key),
             value,
@@ -151,6 +203,10 @@ impl Db {
 
     /// Inserts a whole entry (RENAME, MOVE, RESTORE...), replacing any old one.
     pub fn insert_entry(&mut self, entry: Entry) -> Option<Entry> {
+        if !self.blocked.is_empty() {
+            let key = entry.key.to_vec();
+            self.mark_ready(&key);
+        }
         let exp = entry.expire_at;
         let old = self.dict.insert(entry);
         if let Some(o) = &old {
@@ -162,6 +218,7 @@ impl Db {
 
     /// Replaces a live key's value, keeping its TTL. The key must exist.
     pub fn replace_value(&mut self, key: &[u8], value: Value) {
+        self.mark_ready(key);
         if let Some(e) = self.dict.get_mut(key) {
             e.value = value;
         }

@@ -7,6 +7,7 @@
 //! results come back over oneshot channels. Nothing is shared between shards
 //! but the read-mostly [`Global`].
 
+pub mod blocking;
 pub mod db;
 pub mod dict;
 pub mod locks;
