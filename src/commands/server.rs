@@ -15,7 +15,6 @@ use crate::shard::dict::Dict;
 use crate::shard::{Global, Shard, ShardStats, run_on_all, unix_ms};
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -759,7 +758,7 @@ fn config_resetstat(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Rep
             for db in s.dbs.iter_mut() {
                 db.stats = Default::default();
             }
-            LAZYFREED.with(|l| l.set(0));
+            crate::shard::lazyfree::reset_stats();
         })
         .await;
         OK
@@ -810,50 +809,6 @@ fn flush_mode(args: &[Bytes]) -> Result<bool, Reply> {
     }
 }
 
-/// Entries freed per step of a background free.
-const FREE_CHUNK: usize = 4096;
-
-thread_local! {
-    /// Entries of this shard waiting to be freed in the background.
-    static LAZY_PENDING: Cell<u64> = const { Cell::new(0) };
-    /// Entries this shard has freed in the background since the last
-    /// CONFIG RESETSTAT.
-    static LAZYFREED: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Frees detached dicts without stalling the shard.
-///
-/// FLUSHALL/FLUSHDB ASYNC swap each database's dict for an empty one (O(1)
-/// while the shard is locked) and hand the old dicts here. A local task on
-/// the same shard then removes their entries segment by segment, at most
-/// about [`FREE_CHUNK`] entries per step, yielding to the shard's other tasks
-/// between steps; only the emptied segment tables are left for the final
-/// drop. So however large the keyspace, no single step holds the shard for
-/// more than one chunk, and the flush replies at once. Small dicts are freed
-/// on the spot. Progress shows in INFO memory as `lazyfree_pending_objects`
-/// and `lazyfreed_objects`.
-fn free_in_background(dicts: Vec<Dict>) {
-    let total: usize = dicts.iter().map(|d| d.len()).sum();
-    if total <= FREE_CHUNK {
-        return;
-    }
-    LAZY_PENDING.with(|p| p.set(p.get() + total as u64));
-    glommio::spawn_local(async move {
-        for mut dict in dicts {
-            let mut pos = 0;
-            while !dict.is_empty() {
-                let before = dict.len();
-                pos = dict.sweep(pos, FREE_CHUNK, |_| true);
-                let freed = (before - dict.len()) as u64;
-                LAZY_PENDING.with(|p| p.set(p.get().saturating_sub(freed)));
-                LAZYFREED.with(|l| l.set(l.get() + freed));
-                glommio::executor().yield_now().await;
-            }
-        }
-    })
-    .detach();
-}
-
 /// Empties database `db` (or all with `None`) on every shard, atomically:
 /// every shard is locked first, so no client sees a partly flushed keyspace.
 async fn flush(c: &mut Client, db: Option<usize>, lazy: bool) {
@@ -864,7 +819,7 @@ async fn flush(c: &mut Client, db: Option<usize>, lazy: bool) {
             None => s.dbs.iter_mut().map(|d| d.clear()).collect(),
         };
         if lazy {
-            free_in_background(dicts);
+            crate::shard::lazyfree::free_dicts(dicts);
         }
     })
     .await;
@@ -994,8 +949,8 @@ fn gather(s: &mut Shard) -> ShardInfo {
     let now = unix_ms();
     let mut out = ShardInfo {
         stats: s.stats.clone(),
-        lazy_pending: LAZY_PENDING.with(|p| p.get()),
-        lazyfreed: LAZYFREED.with(|l| l.get()),
+        lazy_pending: crate::shard::lazyfree::pending(),
+        lazyfreed: crate::shard::lazyfree::freed(),
         ..Default::default()
     };
     for db in &s.dbs {

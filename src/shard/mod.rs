@@ -10,6 +10,7 @@
 pub mod blocking;
 pub mod db;
 pub mod dict;
+pub mod lazyfree;
 pub mod locks;
 pub mod routing;
 pub mod value;
