@@ -41,6 +41,24 @@ pub enum Parsed {
     ErrorExpectedDollar(u8),
 }
 
+impl Parsed {
+    /// The reply Redis sends for a protocol error, byte for byte (the
+    /// offending byte of `expected '$'` is copied raw); None unless this is
+    /// an error.
+    pub fn error_reply(&self) -> Option<Reply> {
+        match self {
+            Parsed::Error(msg) => Some(Reply::Error(format!("ERR {msg}"))),
+            Parsed::ErrorExpectedDollar(c) => {
+                let mut text = b"ERR Protocol error: expected '$', got '".to_vec();
+                text.push(*c);
+                text.push(b'\'');
+                Some(Reply::ErrorBytes(text.into()))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Parses one request from the front of `buf`, consuming it when complete.
 ///
 /// Arguments are zero-copy slices of `buf`'s storage.
@@ -55,8 +73,23 @@ pub fn parse_request(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
     }
 }
 
+/// Finds the `\r` that ends a header line, as Redis's `strchr` does: a NUL
+/// byte ends the search, so a header holding one never completes.
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    memchr::memchr(b'\r', &buf[from..]).map(|i| i + from)
+    find_before_nul(buf, from, b'\r')
+}
+
+/// Position of the first `c` at or after `from`, unless a NUL comes first.
+#[inline]
+fn find_before_nul(buf: &[u8], from: usize, c: u8) -> Option<usize> {
+    let i = memchr::memchr2(c, 0, &buf[from..])? + from;
+    (buf[i] == c).then_some(i)
+}
+
+/// C's `isspace` in the C locale (Rust's `is_ascii_whitespace` lacks `\v`).
+#[inline]
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 /// Redis's `string2ll`: optional '-', no '+', no leading zeros, no spaces.
@@ -131,11 +164,12 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
                 Parsed::Incomplete
             };
         };
-        if buf[pos] != b'$' {
-            return Parsed::ErrorExpectedDollar(buf[pos]);
-        }
+        // Like Redis, wait for the '\n' before looking at the line.
         if nl + 1 >= buf.len() {
             return Parsed::Incomplete;
+        }
+        if buf[pos] != b'$' {
+            return Parsed::ErrorExpectedDollar(buf[pos]);
         }
         let len = match parse_i64(&buf[pos + 1..nl]) {
             Some(n) if n >= 0 && n <= limits.max_bulk_len => n as usize,
@@ -161,7 +195,7 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Parsed {
-    let Some(nl) = memchr::memchr(b'\n', buf) else {
+    let Some(nl) = find_before_nul(buf, 0, b'\n') else {
         return if buf.len() > PROTO_INLINE_MAX_SIZE {
             Parsed::Error("Protocol error: too big inline request")
         } else {
@@ -183,13 +217,15 @@ fn parse_inline(buf: &mut BytesMut) -> Parsed {
 
 /// Splits an inline line into arguments with Redis's `sdssplitargs` rules:
 /// double quotes with `\n`, `\xHH`... escapes, single quotes with `\'`, and a
-/// closing quote that must be followed by a space or the end.
+/// closing quote that must be followed by a space or the end. Like the C
+/// original, which reads a NUL-terminated string, it stops at a NUL byte.
 pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    let line = &line[..memchr::memchr(0, line).unwrap_or(line.len())];
     let mut out = Vec::new();
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_space(line[i]) {
             i += 1;
         }
         if i >= n {
@@ -224,7 +260,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                         other => other,
                     });
                 } else if c == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return None;
                     }
                     i += 1;
@@ -241,7 +277,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                     i += 1;
                     cur.push(b'\'');
                 } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return None;
                     }
                     i += 1;
@@ -254,7 +290,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                     break;
                 }
                 match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b' ' | b'\n' | b'\r' | b'\t' => break,
                     b'"' => inq = true,
                     b'\'' => insq = true,
                     c => cur.push(c),
@@ -277,6 +313,10 @@ pub enum Reply {
     Error(String),
     /// A static error line.
     StaticError(&'static str),
+    /// An error line that quotes raw client bytes, which need not be UTF-8
+    /// (Redis copies them as they are: `expected '$', got '\xff'`, unknown
+    /// command names). CR and LF are replaced by spaces when encoded.
+    ErrorBytes(Bytes),
     /// `:n`
     Int(i64),
     /// `$n` bulk string.
@@ -317,7 +357,20 @@ impl Reply {
 
     /// True for error replies.
     pub fn is_error(&self) -> bool {
-        matches!(self, Reply::Error(_) | Reply::StaticError(_))
+        matches!(
+            self,
+            Reply::Error(_) | Reply::StaticError(_) | Reply::ErrorBytes(_)
+        )
+    }
+
+    /// The text of an error reply, without the leading `-`.
+    pub fn error_text(&self) -> Option<&[u8]> {
+        match self {
+            Reply::Error(s) => Some(s.as_bytes()),
+            Reply::StaticError(s) => Some(s.as_bytes()),
+            Reply::ErrorBytes(b) => Some(b),
+            _ => None,
+        }
     }
 
     /// Encodes the reply for protocol version 2 or 3.
@@ -327,6 +380,7 @@ impl Reply {
             Reply::Status(s) => line(out, b'+', s.as_bytes()),
             Reply::Error(s) => line(out, b'-', s.as_bytes()),
             Reply::StaticError(s) => line(out, b'-', s.as_bytes()),
+            Reply::ErrorBytes(b) => line(out, b'-', b),
             Reply::Int(n) => int_line(out, b':', *n),
             Reply::Bulk(b) => bulk(out, b),
             Reply::Nil => out.put_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" }),
@@ -488,6 +542,51 @@ mod tests {
             parse(b"*x\r\n"),
             Parsed::Error("Protocol error: invalid multibulk length")
         );
+    }
+
+    #[test]
+    fn c_string_quirks() {
+        // sdssplitargs reads a C string: a NUL ends the line.
+        assert_eq!(
+            split_args(b"ECHO a\0b c"),
+            Some(vec!["ECHO".into(), "a".into()])
+        );
+        assert_eq!(split_args(b"\0ECHO"), Some(vec![]));
+        // isspace() includes \v and \f.
+        assert_eq!(
+            split_args(b"\x0bECHO \"a\"\x0bb"),
+            Some(vec!["ECHO".into(), "a".into(), "b".into()])
+        );
+        // strchr stops at a NUL: these lines never complete.
+        assert_eq!(parse(b"PING\0\r\n"), Parsed::Incomplete);
+        assert_eq!(parse(b"*1\0\r\n$4\r\nPING\r\n"), Parsed::Incomplete);
+        assert_eq!(parse(b"*1\r\n$4\0\r\nPING\r\n"), Parsed::Incomplete);
+        assert_eq!(
+            parse(b"*2\r\n$4\r\nECHO\r\n$3\r\na\0b\r\n"),
+            Parsed::Command(vec!["ECHO".into(), Bytes::from_static(b"a\0b")])
+        );
+        // The '$' is checked only once the whole header line is there.
+        assert_eq!(parse(b"*1\r\n+x\r"), Parsed::Incomplete);
+    }
+
+    #[test]
+    fn protocol_error_replies_copy_raw_bytes() {
+        let mut out = BytesMut::new();
+        parse(b"*1\r\n\xff\r\n")
+            .error_reply()
+            .unwrap()
+            .encode(&mut out, false);
+        assert_eq!(
+            &out[..],
+            b"-ERR Protocol error: expected '$', got '\xff'\r\n"
+        );
+        out.clear();
+        parse(b"*1\r\n\r\n")
+            .error_reply()
+            .unwrap()
+            .encode(&mut out, false);
+        assert_eq!(&out[..], b"-ERR Protocol error: expected '$', got ' '\r\n");
+        assert_eq!(parse(b"PING\r\n").error_reply(), None);
     }
 
     #[test]
