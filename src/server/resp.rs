@@ -61,15 +61,160 @@ impl Parsed {
 
 /// Parses one request from the front of `buf`, consuming it when complete.
 ///
-/// Arguments are zero-copy slices of `buf`'s storage.
+/// Arguments are zero-copy slices of `buf`'s storage. This stateless form
+/// rescans a partly received request from its start on every call; a
+/// connection should keep a [`RequestParser`] instead.
 pub fn parse_request(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
-    if buf.is_empty() {
-        return Parsed::Incomplete;
+    RequestParser::default().parse(buf, limits)
+}
+
+/// A request parser that remembers how far it got through a partly received
+/// multibulk request, so a request arriving over many reads has each header
+/// scanned once (as Redis does) rather than once per read. Without it a
+/// request of n arguments split over many reads costs O(n^2).
+///
+/// Contract: between two calls the caller may only append to the buffer; if
+/// it drops unparsed bytes it must call [`RequestParser::reset`].
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    partial: Option<Partial>,
+}
+
+/// Progress through a multibulk request whose count line has been parsed.
+#[derive(Debug)]
+struct Partial {
+    /// Number of arguments announced.
+    count: usize,
+    /// Offset in the buffer of the next bulk header.
+    pos: usize,
+    /// Offsets of the arguments parsed so far.
+    spans: Vec<(usize, usize)>,
+}
+
+impl RequestParser {
+    /// Parses one request from the front of `buf`, consuming it when
+    /// complete; see [`parse_request`].
+    pub fn parse(&mut self, buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
+        // A state beyond the buffer's end means the caller dropped bytes
+        // without `reset`; start over then.
+        if let Some(st) = self.partial.take()
+            && st.pos <= buf.len()
+        {
+            return self.multibulk_args(buf, limits, st);
+        }
+        if buf.is_empty() {
+            return Parsed::Incomplete;
+        }
+        if buf[0] == b'*' {
+            self.parse_multibulk(buf, limits)
+        } else {
+            parse_inline(buf)
+        }
     }
-    if buf[0] == b'*' {
-        parse_multibulk(buf, limits)
-    } else {
-        parse_inline(buf)
+
+    /// Forgets a partly parsed request (after the buffer was cleared).
+    pub fn reset(&mut self) {
+        self.partial = None;
+    }
+
+    /// True while a multibulk request is partly received.
+    pub fn in_request(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    fn parse_multibulk(&mut self, buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
+        let Some(nl) = find_crlf(buf, 1) else {
+            return if buf.len() > PROTO_INLINE_MAX_SIZE {
+                Parsed::Error("Protocol error: too big mbulk count string")
+            } else {
+                Parsed::Incomplete
+            };
+        };
+        if nl + 1 >= buf.len() {
+            return Parsed::Incomplete;
+        }
+        let count = match parse_i64(&buf[1..nl]) {
+            Some(n) if n <= i32::MAX as i64 => n,
+            _ => return Parsed::Error("Protocol error: invalid multibulk length"),
+        };
+        if count > 10 && limits.unauthenticated {
+            return Parsed::Error("Protocol error: unauthenticated multibulk length");
+        }
+        let pos = nl + 2;
+        if count <= 0 {
+            buf.advance(pos);
+            return Parsed::Empty;
+        }
+        let count = count as usize;
+        let st = Partial {
+            count,
+            pos,
+            spans: Vec::with_capacity(count.min(1024)),
+        };
+        self.multibulk_args(buf, limits, st)
+    }
+
+    /// Parses bulk arguments from `st.pos` on; keeps `st` when more bytes
+    /// are needed.
+    fn multibulk_args(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &ParseLimits,
+        mut st: Partial,
+    ) -> Parsed {
+        while st.spans.len() < st.count {
+            let pos = st.pos;
+            let need_more = 'header: {
+                if pos >= buf.len() {
+                    break 'header None;
+                }
+                let Some(nl) = find_crlf(buf, pos) else {
+                    if buf.len() - pos > PROTO_INLINE_MAX_SIZE {
+                        return Parsed::Error("Protocol error: too big bulk count string");
+                    }
+                    break 'header None;
+                };
+                // Like Redis, wait for the '\n' before looking at the line.
+                if nl + 1 >= buf.len() {
+                    break 'header None;
+                }
+                if buf[pos] != b'$' {
+                    return Parsed::ErrorExpectedDollar(buf[pos]);
+                }
+                let len = match parse_i64(&buf[pos + 1..nl]) {
+                    Some(n) if n >= 0 && n <= limits.max_bulk_len => n as usize,
+                    _ => return Parsed::Error("Protocol error: invalid bulk length"),
+                };
+                if len > 16384 && limits.unauthenticated {
+                    return Parsed::Error("Protocol error: unauthenticated bulk length");
+                }
+                Some((nl + 2, len))
+            };
+            let Some((start, len)) = need_more else {
+                self.partial = Some(st);
+                return Parsed::Incomplete;
+            };
+            let end = start + len;
+            if end + 2 > buf.len() {
+                // Make room for the whole bulk at once, as Redis does for big
+                // arguments. The header is parsed again next time (it is
+                // short), which keeps the state to whole arguments.
+                if len >= 32 * 1024 {
+                    buf.reserve(end + 2 - buf.len());
+                }
+                self.partial = Some(st);
+                return Parsed::Incomplete;
+            }
+            st.spans.push((start, end));
+            st.pos = end + 2;
+        }
+        let frozen = buf.split_to(st.pos).freeze();
+        Parsed::Command(
+            st.spans
+                .into_iter()
+                .map(|(s, e)| frozen.slice(s..e))
+                .collect(),
+        )
     }
 }
 
@@ -126,72 +271,6 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     } else {
         Some(v as i64)
     }
-}
-
-fn parse_multibulk(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
-    let Some(nl) = find_crlf(buf, 1) else {
-        return if buf.len() > PROTO_INLINE_MAX_SIZE {
-            Parsed::Error("Protocol error: too big mbulk count string")
-        } else {
-            Parsed::Incomplete
-        };
-    };
-    if nl + 1 >= buf.len() {
-        return Parsed::Incomplete;
-    }
-    let count = match parse_i64(&buf[1..nl]) {
-        Some(n) if n <= i32::MAX as i64 => n,
-        _ => return Parsed::Error("Protocol error: invalid multibulk length"),
-    };
-    if count > 10 && limits.unauthenticated {
-        return Parsed::Error("Protocol error: unauthenticated multibulk length");
-    }
-    let mut pos = nl + 2;
-    if count <= 0 {
-        buf.advance(pos);
-        return Parsed::Empty;
-    }
-    // First pass: validate headers and find the end without copying.
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count.min(1024) as usize);
-    for _ in 0..count {
-        if pos >= buf.len() {
-            return Parsed::Incomplete;
-        }
-        let Some(nl) = find_crlf(buf, pos) else {
-            return if buf.len() - pos > PROTO_INLINE_MAX_SIZE {
-                Parsed::Error("Protocol error: too big bulk count string")
-            } else {
-                Parsed::Incomplete
-            };
-        };
-        // Like Redis, wait for the '\n' before looking at the line.
-        if nl + 1 >= buf.len() {
-            return Parsed::Incomplete;
-        }
-        if buf[pos] != b'$' {
-            return Parsed::ErrorExpectedDollar(buf[pos]);
-        }
-        let len = match parse_i64(&buf[pos + 1..nl]) {
-            Some(n) if n >= 0 && n <= limits.max_bulk_len => n as usize,
-            _ => return Parsed::Error("Protocol error: invalid bulk length"),
-        };
-        if len > 16384 && limits.unauthenticated {
-            return Parsed::Error("Protocol error: unauthenticated bulk length");
-        }
-        let start = nl + 2;
-        let end = start + len;
-        if end + 2 > buf.len() {
-            // Make room for the whole bulk at once, as Redis does for big args.
-            if len >= 32 * 1024 {
-                buf.reserve(end + 2 - buf.len());
-            }
-            return Parsed::Incomplete;
-        }
-        spans.push((start, end));
-        pos = end + 2;
-    }
-    let frozen = buf.split_to(pos).freeze();
-    Parsed::Command(spans.into_iter().map(|(s, e)| frozen.slice(s..e)).collect())
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Parsed {
@@ -587,6 +666,57 @@ mod tests {
             .encode(&mut out, false);
         assert_eq!(&out[..], b"-ERR Protocol error: expected '$', got ' '\r\n");
         assert_eq!(parse(b"PING\r\n").error_reply(), None);
+    }
+
+    /// Feeding a stream in pieces to one `RequestParser` gives the same
+    /// results as parsing it whole.
+    #[test]
+    fn resumable_parser_matches_whole_parse() {
+        let inputs: &[&[u8]] = &[
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nPING\r\n",
+            b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n*0\r\n*1\r\n$4\r\nPING\r\n",
+            b"*2\r\n$4\r\nECHO\r\n+x\r\n",
+            b"*2\r\n$4\r\nECHO\r\n$-3\r\n",
+            b"*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n",
+            b"GET a\r\n*1\r\n$3\r\nGET\r\n",
+        ];
+        for input in inputs {
+            let whole = {
+                let mut b = BytesMut::from(&input[..]);
+                let mut out = Vec::new();
+                loop {
+                    let r = parse_request(&mut b, &limits());
+                    let stop = !matches!(r, Parsed::Command(_) | Parsed::Empty);
+                    out.push(r);
+                    if stop {
+                        break;
+                    }
+                }
+                (out, b)
+            };
+            for step in [1, 2, 7] {
+                let mut parser = RequestParser::default();
+                let mut b = BytesMut::new();
+                let mut out = Vec::new();
+                let mut fed = 0;
+                loop {
+                    let r = parser.parse(&mut b, &limits());
+                    match r {
+                        Parsed::Incomplete if fed < input.len() => {
+                            let n = step.min(input.len() - fed);
+                            b.extend_from_slice(&input[fed..fed + n]);
+                            fed += n;
+                        }
+                        Parsed::Command(_) | Parsed::Empty => out.push(r),
+                        _ => {
+                            out.push(r);
+                            break;
+                        }
+                    }
+                }
+                assert_eq!((&out, &b), (&whole.0, &whole.1), "{input:?} step {step}");
+            }
+        }
     }
 
     #[test]
