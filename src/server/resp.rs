@@ -41,22 +41,200 @@ pub enum Parsed {
     ErrorExpectedDollar(u8),
 }
 
-/// Parses one request from the front of `buf`, consuming it when complete.
-///
-/// Arguments are zero-copy slices of `buf`'s storage.
-pub fn parse_request(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
-    if buf.is_empty() {
-        return Parsed::Incomplete;
-    }
-    if buf[0] == b'*' {
-        parse_multibulk(buf, limits)
-    } else {
-        parse_inline(buf)
+impl Parsed {
+    /// The reply Redis sends for a protocol error, byte for byte (the
+    /// offending byte of `expected '$'` is copied raw); None unless this is
+    /// an error.
+    pub fn error_reply(&self) -> Option<Reply> {
+        match self {
+            Parsed::Error(msg) => Some(Reply::Error(format!("ERR {msg}"))),
+            Parsed::ErrorExpectedDollar(c) => {
+                let mut text = b"ERR Protocol error: expected '$', got '".to_vec();
+                text.push(*c);
+                text.push(b'\'');
+                Some(Reply::ErrorBytes(text.into()))
+            }
+            _ => None,
+        }
     }
 }
 
+/// Parses one request from the front of `buf`, consuming it when complete.
+///
+/// Arguments are zero-copy slices of `buf`'s storage. This stateless form
+/// rescans a partly received request from its start on every call; a
+/// connection should keep a [`RequestParser`] instead.
+pub fn parse_request(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
+    RequestParser::default().parse(buf, limits)
+}
+
+/// A request parser that remembers how far it got through a partly received
+/// multibulk request, so a request arriving over many reads has each header
+/// scanned once (as Redis does) rather than once per read. Without it a
+/// request of n arguments split over many reads costs O(n^2).
+///
+/// Contract: between two calls the caller may only append to the buffer; if
+/// it drops unparsed bytes it must call [`RequestParser::reset`].
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    partial: Option<Partial>,
+}
+
+/// Progress through a multibulk request whose count line has been parsed.
+#[derive(Debug)]
+struct Partial {
+    /// Number of arguments announced.
+    count: usize,
+    /// Offset in the buffer of the next bulk header.
+    pos: usize,
+    /// Offsets of the arguments parsed so far.
+    spans: Vec<(usize, usize)>,
+}
+
+impl RequestParser {
+    /// Parses one request from the front of `buf`, consuming it when
+    /// complete; see [`parse_request`].
+    pub fn parse(&mut self, buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
+        // A state beyond the buffer's end means the caller dropped bytes
+        // without `reset`; start over then.
+        if let Some(st) = self.partial.take()
+            && st.pos <= buf.len()
+        {
+            return self.multibulk_args(buf, limits, st);
+        }
+        if buf.is_empty() {
+            return Parsed::Incomplete;
+        }
+        if buf[0] == b'*' {
+            self.parse_multibulk(buf, limits)
+        } else {
+            parse_inline(buf)
+        }
+    }
+
+    /// Forgets a partly parsed request (after the buffer was cleared).
+    pub fn reset(&mut self) {
+        self.partial = None;
+    }
+
+    /// True while a multibulk request is partly received.
+    pub fn in_request(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    fn parse_multibulk(&mut self, buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
+        let Some(nl) = find_crlf(buf, 1) else {
+            return if buf.len() > PROTO_INLINE_MAX_SIZE {
+                Parsed::Error("Protocol error: too big mbulk count string")
+            } else {
+                Parsed::Incomplete
+            };
+        };
+        if nl + 1 >= buf.len() {
+            return Parsed::Incomplete;
+        }
+        let count = match parse_i64(&buf[1..nl]) {
+            Some(n) if n <= i32::MAX as i64 => n,
+            _ => return Parsed::Error("Protocol error: invalid multibulk length"),
+        };
+        if count > 10 && limits.unauthenticated {
+            return Parsed::Error("Protocol error: unauthenticated multibulk length");
+        }
+        let pos = nl + 2;
+        if count <= 0 {
+            buf.advance(pos);
+            return Parsed::Empty;
+        }
+        let count = count as usize;
+        let st = Partial {
+            count,
+            pos,
+            spans: Vec::with_capacity(count.min(1024)),
+        };
+        self.multibulk_args(buf, limits, st)
+    }
+
+    /// Parses bulk arguments from `st.pos` on; keeps `st` when more bytes
+    /// are needed.
+    fn multibulk_args(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &ParseLimits,
+        mut st: Partial,
+    ) -> Parsed {
+        while st.spans.len() < st.count {
+            let pos = st.pos;
+            let need_more = 'header: {
+                if pos >= buf.len() {
+                    break 'header None;
+                }
+                let Some(nl) = find_crlf(buf, pos) else {
+                    if buf.len() - pos > PROTO_INLINE_MAX_SIZE {
+                        return Parsed::Error("Protocol error: too big bulk count string");
+                    }
+                    break 'header None;
+                };
+                // Like Redis, wait for the '\n' before looking at the line.
+                if nl + 1 >= buf.len() {
+                    break 'header None;
+                }
+                if buf[pos] != b'$' {
+                    return Parsed::ErrorExpectedDollar(buf[pos]);
+                }
+                let len = match parse_i64(&buf[pos + 1..nl]) {
+                    Some(n) if n >= 0 && n <= limits.max_bulk_len => n as usize,
+                    _ => return Parsed::Error("Protocol error: invalid bulk length"),
+                };
+                if len > 16384 && limits.unauthenticated {
+                    return Parsed::Error("Protocol error: unauthenticated bulk length");
+                }
+                Some((nl + 2, len))
+            };
+            let Some((start, len)) = need_more else {
+                self.partial = Some(st);
+                return Parsed::Incomplete;
+            };
+            let end = start + len;
+            if end + 2 > buf.len() {
+                // Make room for the whole bulk at once, as Redis does for big
+                // arguments. The header is parsed again next time (it is
+                // short), which keeps the state to whole arguments.
+                if len >= 32 * 1024 {
+                    buf.reserve(end + 2 - buf.len());
+                }
+                self.partial = Some(st);
+                return Parsed::Incomplete;
+            }
+            st.spans.push((start, end));
+            st.pos = end + 2;
+        }
+        let frozen = buf.split_to(st.pos).freeze();
+        Parsed::Command(
+            st.spans
+                .into_iter()
+                .map(|(s, e)| frozen.slice(s..e))
+                .collect(),
+        )
+    }
+}
+
+/// Finds the `\r` that ends a header line, as Redis's `strchr` does: a NUL
+/// byte ends the search, so a header holding one never completes.
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    memchr::memchr(b'\r', &buf[from..]).map(|i| i + from)
+    find_before_nul(buf, from, b'\r')
+}
+
+/// Position of the first `c` at or after `from`, unless a NUL comes first.
+#[inline]
+fn find_before_nul(buf: &[u8], from: usize, c: u8) -> Option<usize> {
+    let i = memchr::memchr2(c, 0, &buf[from..])? + from;
+    (buf[i] == c).then_some(i)
+}
+
+/// C's `isspace` in the C locale (Rust's `is_ascii_whitespace` lacks `\v`).
+#[inline]
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 /// Redis's `string2ll`: optional '-', no '+', no leading zeros, no spaces.
@@ -95,73 +273,8 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
-fn parse_multibulk(buf: &mut BytesMut, limits: &ParseLimits) -> Parsed {
-    let Some(nl) = find_crlf(buf, 1) else {
-        return if buf.len() > PROTO_INLINE_MAX_SIZE {
-            Parsed::Error("Protocol error: too big mbulk count string")
-        } else {
-            Parsed::Incomplete
-        };
-    };
-    if nl + 1 >= buf.len() {
-        return Parsed::Incomplete;
-    }
-    let count = match parse_i64(&buf[1..nl]) {
-        Some(n) if n <= i32::MAX as i64 => n,
-        _ => return Parsed::Error("Protocol error: invalid multibulk length"),
-    };
-    if count > 10 && limits.unauthenticated {
-        return Parsed::Error("Protocol error: unauthenticated multibulk length");
-    }
-    let mut pos = nl + 2;
-    if count <= 0 {
-        buf.advance(pos);
-        return Parsed::Empty;
-    }
-    // First pass: validate headers and find the end without copying.
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count.min(1024) as usize);
-    for _ in 0..count {
-        if pos >= buf.len() {
-            return Parsed::Incomplete;
-        }
-        let Some(nl) = find_crlf(buf, pos) else {
-            return if buf.len() - pos > PROTO_INLINE_MAX_SIZE {
-                Parsed::Error("Protocol error: too big bulk count string")
-            } else {
-                Parsed::Incomplete
-            };
-        };
-        if buf[pos] != b'$' {
-            return Parsed::ErrorExpectedDollar(buf[pos]);
-        }
-        if nl + 1 >= buf.len() {
-            return Parsed::Incomplete;
-        }
-        let len = match parse_i64(&buf[pos + 1..nl]) {
-            Some(n) if n >= 0 && n <= limits.max_bulk_len => n as usize,
-            _ => return Parsed::Error("Protocol error: invalid bulk length"),
-        };
-        if len > 16384 && limits.unauthenticated {
-            return Parsed::Error("Protocol error: unauthenticated bulk length");
-        }
-        let start = nl + 2;
-        let end = start + len;
-        if end + 2 > buf.len() {
-            // Make room for the whole bulk at once, as Redis does for big args.
-            if len >= 32 * 1024 {
-                buf.reserve(end + 2 - buf.len());
-            }
-            return Parsed::Incomplete;
-        }
-        spans.push((start, end));
-        pos = end + 2;
-    }
-    let frozen = buf.split_to(pos).freeze();
-    Parsed::Command(spans.into_iter().map(|(s, e)| frozen.slice(s..e)).collect())
-}
-
 fn parse_inline(buf: &mut BytesMut) -> Parsed {
-    let Some(nl) = memchr::memchr(b'\n', buf) else {
+    let Some(nl) = find_before_nul(buf, 0, b'\n') else {
         return if buf.len() > PROTO_INLINE_MAX_SIZE {
             Parsed::Error("Protocol error: too big inline request")
         } else {
@@ -183,13 +296,15 @@ fn parse_inline(buf: &mut BytesMut) -> Parsed {
 
 /// Splits an inline line into arguments with Redis's `sdssplitargs` rules:
 /// double quotes with `\n`, `\xHH`... escapes, single quotes with `\'`, and a
-/// closing quote that must be followed by a space or the end.
+/// closing quote that must be followed by a space or the end. Like the C
+/// original, which reads a NUL-terminated string, it stops at a NUL byte.
 pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    let line = &line[..memchr::memchr(0, line).unwrap_or(line.len())];
     let mut out = Vec::new();
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_space(line[i]) {
             i += 1;
         }
         if i >= n {
@@ -224,7 +339,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                         other => other,
                     });
                 } else if c == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return None;
                     }
                     i += 1;
@@ -241,7 +356,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                     i += 1;
                     cur.push(b'\'');
                 } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return None;
                     }
                     i += 1;
@@ -254,7 +369,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                     break;
                 }
                 match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b' ' | b'\n' | b'\r' | b'\t' => break,
                     b'"' => inq = true,
                     b'\'' => insq = true,
                     c => cur.push(c),
@@ -277,6 +392,10 @@ pub enum Reply {
     Error(String),
     /// A static error line.
     StaticError(&'static str),
+    /// An error line that quotes raw client bytes, which need not be UTF-8
+    /// (Redis copies them as they are: `expected '$', got '\xff'`, unknown
+    /// command names). CR and LF are replaced by spaces when encoded.
+    ErrorBytes(Bytes),
     /// `:n`
     Int(i64),
     /// `$n` bulk string.
@@ -317,7 +436,20 @@ impl Reply {
 
     /// True for error replies.
     pub fn is_error(&self) -> bool {
-        matches!(self, Reply::Error(_) | Reply::StaticError(_))
+        matches!(
+            self,
+            Reply::Error(_) | Reply::StaticError(_) | Reply::ErrorBytes(_)
+        )
+    }
+
+    /// The text of an error reply, without the leading `-`.
+    pub fn error_text(&self) -> Option<&[u8]> {
+        match self {
+            Reply::Error(s) => Some(s.as_bytes()),
+            Reply::StaticError(s) => Some(s.as_bytes()),
+            Reply::ErrorBytes(b) => Some(b),
+            _ => None,
+        }
     }
 
     /// Encodes the reply for protocol version 2 or 3.
@@ -327,6 +459,7 @@ impl Reply {
             Reply::Status(s) => line(out, b'+', s.as_bytes()),
             Reply::Error(s) => line(out, b'-', s.as_bytes()),
             Reply::StaticError(s) => line(out, b'-', s.as_bytes()),
+            Reply::ErrorBytes(b) => line(out, b'-', b),
             Reply::Int(n) => int_line(out, b':', *n),
             Reply::Bulk(b) => bulk(out, b),
             Reply::Nil => out.put_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" }),
@@ -488,6 +621,102 @@ mod tests {
             parse(b"*x\r\n"),
             Parsed::Error("Protocol error: invalid multibulk length")
         );
+    }
+
+    #[test]
+    fn c_string_quirks() {
+        // sdssplitargs reads a C string: a NUL ends the line.
+        assert_eq!(
+            split_args(b"ECHO a\0b c"),
+            Some(vec!["ECHO".into(), "a".into()])
+        );
+        assert_eq!(split_args(b"\0ECHO"), Some(vec![]));
+        // isspace() includes \v and \f.
+        assert_eq!(
+            split_args(b"\x0bECHO \"a\"\x0bb"),
+            Some(vec!["ECHO".into(), "a".into(), "b".into()])
+        );
+        // strchr stops at a NUL: these lines never complete.
+        assert_eq!(parse(b"PING\0\r\n"), Parsed::Incomplete);
+        assert_eq!(parse(b"*1\0\r\n$4\r\nPING\r\n"), Parsed::Incomplete);
+        assert_eq!(parse(b"*1\r\n$4\0\r\nPING\r\n"), Parsed::Incomplete);
+        assert_eq!(
+            parse(b"*2\r\n$4\r\nECHO\r\n$3\r\na\0b\r\n"),
+            Parsed::Command(vec!["ECHO".into(), Bytes::from_static(b"a\0b")])
+        );
+        // The '$' is checked only once the whole header line is there.
+        assert_eq!(parse(b"*1\r\n+x\r"), Parsed::Incomplete);
+    }
+
+    #[test]
+    fn protocol_error_replies_copy_raw_bytes() {
+        let mut out = BytesMut::new();
+        parse(b"*1\r\n\xff\r\n")
+            .error_reply()
+            .unwrap()
+            .encode(&mut out, false);
+        assert_eq!(
+            &out[..],
+            b"-ERR Protocol error: expected '$', got '\xff'\r\n"
+        );
+        out.clear();
+        parse(b"*1\r\n\r\n")
+            .error_reply()
+            .unwrap()
+            .encode(&mut out, false);
+        assert_eq!(&out[..], b"-ERR Protocol error: expected '$', got ' '\r\n");
+        assert_eq!(parse(b"PING\r\n").error_reply(), None);
+    }
+
+    /// Feeding a stream in pieces to one `RequestParser` gives the same
+    /// results as parsing it whole.
+    #[test]
+    fn resumable_parser_matches_whole_parse() {
+        let inputs: &[&[u8]] = &[
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nPING\r\n",
+            b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n*0\r\n*1\r\n$4\r\nPING\r\n",
+            b"*2\r\n$4\r\nECHO\r\n+x\r\n",
+            b"*2\r\n$4\r\nECHO\r\n$-3\r\n",
+            b"*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n",
+            b"GET a\r\n*1\r\n$3\r\nGET\r\n",
+        ];
+        for input in inputs {
+            let whole = {
+                let mut b = BytesMut::from(&input[..]);
+                let mut out = Vec::new();
+                loop {
+                    let r = parse_request(&mut b, &limits());
+                    let stop = !matches!(r, Parsed::Command(_) | Parsed::Empty);
+                    out.push(r);
+                    if stop {
+                        break;
+                    }
+                }
+                (out, b)
+            };
+            for step in [1, 2, 7] {
+                let mut parser = RequestParser::default();
+                let mut b = BytesMut::new();
+                let mut out = Vec::new();
+                let mut fed = 0;
+                loop {
+                    let r = parser.parse(&mut b, &limits());
+                    match r {
+                        Parsed::Incomplete if fed < input.len() => {
+                            let n = step.min(input.len() - fed);
+                            b.extend_from_slice(&input[fed..fed + n]);
+                            fed += n;
+                        }
+                        Parsed::Command(_) | Parsed::Empty => out.push(r),
+                        _ => {
+                            out.push(r);
+                            break;
+                        }
+                    }
+                }
+                assert_eq!((&out, &b), (&whole.0, &whole.1), "{input:?} step {step}");
+            }
+        }
     }
 
     #[test]
