@@ -884,12 +884,9 @@ fn client_disconnects_midway() {
     }
 }
 
-/// Error texts that quote raw client bytes: Redis copies the bytes, ringkv's
-/// `String` errors cannot hold non-UTF-8 bytes. Needs the connection.rs change
-/// described in the proto branch report (use `Parsed::error_reply` and
-/// `Reply::ErrorBytes`); run with `--ignored`.
+/// Error texts that quote raw client bytes: Redis copies the bytes as they
+/// are, and so must ringkv.
 #[test]
-#[ignore = "needs Reply::ErrorBytes in connection.rs (protocol_error, unknown_command)"]
 fn non_utf8_bytes_in_errors() {
     use End::*;
     let mut s = Servers::start(None);

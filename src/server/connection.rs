@@ -10,7 +10,7 @@
 //! Replies are kept in the client's order and written with one write.
 
 use super::client::{Client, ClientInfo, ReplyMode};
-use super::resp::{ParseLimits, Parsed, Reply, parse_request};
+use super::resp::{ParseLimits, Parsed, Reply, RequestParser};
 use crate::commands::{self, CallOpts, CommandSpec, Handler, err};
 use crate::shard::{Global, Shard, locks, spawn_on, with_shard};
 use bytes::{Bytes, BytesMut};
@@ -85,6 +85,7 @@ async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> 
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
+    let mut parser = RequestParser::default();
     loop {
         let n = read_some(&mut stream, &mut chunk).await?;
         if n == 0 {
@@ -100,7 +101,7 @@ async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> 
             };
             (limits, s.config.query_buffer_limit())
         });
-        process(client, &mut rbuf, &mut wbuf, limits).await;
+        process(client, &mut parser, &mut rbuf, &mut wbuf, limits).await;
         if !wbuf.is_empty() {
             with_shard(|s| s.stats.net_output_bytes += wbuf.len() as u64);
             stream.write_all(&wbuf).await?;
@@ -195,23 +196,20 @@ fn yield_now() -> impl std::future::Future<Output = ()> {
 /// `wbuf`.
 async fn process(
     client: &mut Client,
+    parser: &mut RequestParser,
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
     mut limits: ParseLimits,
 ) {
     let mut batch = Batch::default();
     loop {
-        let args = match parse_request(rbuf, &limits) {
+        let args = match parser.parse(rbuf, &limits) {
             Parsed::Command(args) => args,
             Parsed::Empty => continue,
             Parsed::Incomplete => break,
-            Parsed::Error(msg) => {
-                protocol_error(client, &mut batch, wbuf, format!("ERR {msg}")).await;
-                return;
-            }
-            Parsed::ErrorExpectedDollar(c) => {
-                let msg = format!("ERR Protocol error: expected '$', got '{}'", c as char);
-                protocol_error(client, &mut batch, wbuf, msg).await;
+            bad @ (Parsed::Error(_) | Parsed::ErrorExpectedDollar(_)) => {
+                let reply = bad.error_reply().expect("a parse error");
+                protocol_error(client, &mut batch, wbuf, reply).await;
                 return;
             }
         };
@@ -219,15 +217,18 @@ async fn process(
         limits.unauthenticated = !client.authenticated;
         if client.close_after_reply {
             rbuf.clear();
+            parser.reset();
             break;
         }
     }
     flush(client, &mut batch, wbuf).await;
 }
 
-async fn protocol_error(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut, msg: String) {
+async fn protocol_error(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut, reply: Reply) {
     flush(client, batch, wbuf).await;
-    emit(client, batch, wbuf, Reply::Error(msg));
+    // Under CLIENT REPLY OFF Redis does not send the error either.
+    client.suppress_reply = client.reply_mode == ReplyMode::Off;
+    emit(client, batch, wbuf, reply);
     client.close_after_reply = true;
 }
 
@@ -248,12 +249,11 @@ fn emit(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut, reply: Repl
 }
 
 fn count_error(reply: &Reply) {
-    let text = match reply {
-        Reply::Error(s) => s.as_str(),
-        Reply::StaticError(s) => s,
-        _ => return,
+    let Some(text) = reply.error_text() else {
+        return;
     };
-    let code = text.split(' ').next().unwrap_or("ERR").to_string();
+    let code = text.split(|&c| c == b' ').next().unwrap_or(b"ERR");
+    let code = String::from_utf8_lossy(code).into_owned();
     with_shard(|s| {
         s.stats.total_error_replies += 1;
         *s.stats.errors.entry(code).or_default() += 1;
@@ -291,21 +291,30 @@ fn reject(
     emit(client, batch, wbuf, reply);
 }
 
-/// The error for an unknown command, as Redis words it.
+/// `b` as C's `%.*s` prints it: cut at `max` bytes or at a NUL.
+fn c_str(b: &[u8], max: usize) -> &[u8] {
+    let b = &b[..memchr::memchr(0, b).unwrap_or(b.len())];
+    &b[..b.len().min(max)]
+}
+
+/// The error for an unknown command, as Redis words it: the name and the
+/// first arguments are copied raw, each cut like C's `%.*s` (at the length
+/// limit or at a NUL byte).
 fn unknown_command(args: &[Bytes]) -> Reply {
-    let mut rest = String::new();
+    let mut msg = b"ERR unknown command '".to_vec();
+    msg.extend_from_slice(c_str(&args[0], 128));
+    msg.extend_from_slice(b"', with args beginning with: ");
+    let start = msg.len();
     for a in &args[1..] {
-        if rest.len() >= 128 {
+        let used = msg.len() - start;
+        if used >= 128 {
             break;
         }
-        let room = 128 - rest.len();
-        let s = String::from_utf8_lossy(&a[..a.len().min(room)]).into_owned();
-        rest.push_str(&format!("'{s}' "));
+        msg.push(b'\'');
+        msg.extend_from_slice(c_str(a, 128 - used));
+        msg.extend_from_slice(b"' ");
     }
-    let name = String::from_utf8_lossy(&args[0][..args[0].len().min(128)]).into_owned();
-    Reply::Error(format!(
-        "ERR unknown command '{name}', with args beginning with: {rest}"
-    ))
+    Reply::ErrorBytes(msg.into())
 }
 
 /// Resolves a command (and subcommand) and checks arity and auth.
@@ -326,12 +335,12 @@ fn resolve(
         match commands::lookup_sub(spec, &args[1]) {
             Some(sub) => (sub, format!("{}|{}", spec.name, sub.name)),
             None => {
-                let sub = String::from_utf8_lossy(&args[1][..args[1].len().min(128)]).into_owned();
-                let msg = format!(
-                    "ERR unknown subcommand '{sub}'. Try {} HELP.",
-                    spec.name.to_uppercase()
+                let mut msg = b"ERR unknown subcommand '".to_vec();
+                msg.extend_from_slice(c_str(&args[1], 128));
+                msg.extend_from_slice(
+                    format!("'. Try {} HELP.", spec.name.to_uppercase()).as_bytes(),
                 );
-                return Err((Some(spec.name.into()), Reply::Error(msg)));
+                return Err((Some(spec.name.into()), Reply::ErrorBytes(msg.into())));
             }
         }
     } else {
