@@ -18,6 +18,7 @@ pub mod keys;
 pub mod longdouble;
 pub mod server;
 pub mod string;
+pub mod zset;
 
 use crate::server::client::Client;
 use crate::server::resp::Reply;
@@ -300,6 +301,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         server::COMMANDS,
         string::COMMANDS,
         keys::COMMANDS,
+        zset::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
