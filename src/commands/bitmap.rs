@@ -538,7 +538,8 @@ fn bitop_compute(op: BitOp, srcs: &[Option<Bytes>]) -> Vec<u8> {
     if maxlen == 0 {
         return Vec::new();
     }
-    let byte = |s: &Option<Bytes>, i: usize| s.as_ref().and_then(|b| b.get(i).copied()).unwrap_or(0);
+    let byte =
+        |s: &Option<Bytes>, i: usize| s.as_ref().and_then(|b| b.get(i).copied()).unwrap_or(0);
     let mut res: Vec<u8> = (0..maxlen).map(|i| byte(&srcs[0], i)).collect();
     match op {
         BitOp::Not => res.iter_mut().for_each(|x| *x = !*x),
@@ -616,8 +617,11 @@ fn bitop(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
                 out
             })
         });
-        let mut got: Vec<(usize, Result<Option<Bytes>, Reply>)> =
-            futures::future::join_all(reads).await.into_iter().flatten().collect();
+        let mut got: Vec<(usize, Result<Option<Bytes>, Reply>)> = futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         got.sort_by_key(|(i, _)| *i);
         let mut vals = Vec::with_capacity(srcs.len());
         for (_, r) in got {
