@@ -228,6 +228,13 @@ pub static OPTIONS: &[OptionSpec] = &[
         "Sets with a longer member use a hash table.",
     ),
     opt(
+        "hll-sparse-max-bytes",
+        Kind::Memory { min: 0, max: i64::MAX },
+        "3000",
+        true,
+        "Largest sparse HyperLogLog in bytes before it turns dense.",
+    ),
+    opt(
         "zset-max-listpack-entries",
         Kind::Int {
             min: 0,

@@ -13,7 +13,9 @@
 //! - `Async` also runs with the [`Client`] but may await other shards: the
 //!   multi-key and whole-keyspace commands (MGET, MSET, DEL, SCAN, INFO...).
 
+pub mod bitmap;
 pub mod connection;
+pub mod hll;
 pub mod keys;
 pub mod longdouble;
 pub mod server;
@@ -302,6 +304,8 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         string::COMMANDS,
         keys::COMMANDS,
         zset::COMMANDS,
+        bitmap::COMMANDS,
+        hll::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
