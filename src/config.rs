@@ -229,7 +229,10 @@ pub static OPTIONS: &[OptionSpec] = &[
     ),
     opt(
         "hll-sparse-max-bytes",
-        Kind::Memory { min: 0, max: i64::MAX },
+        Kind::Memory {
+            min: 0,
+            max: i64::MAX,
+        },
         "3000",
         true,
         "Largest sparse HyperLogLog in bytes before it turns dense.",
