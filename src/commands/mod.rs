@@ -14,6 +14,7 @@
 //!   multi-key and whole-keyspace commands (MGET, MSET, DEL, SCAN, INFO...).
 
 pub mod connection;
+pub mod hash;
 pub mod keys;
 pub mod longdouble;
 pub mod server;
@@ -297,6 +298,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         server::COMMANDS,
         string::COMMANDS,
         keys::COMMANDS,
+        hash::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
