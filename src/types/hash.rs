@@ -56,8 +56,9 @@ pub struct Limits {
 pub enum HashValue {
     /// Small: a flat buffer of fields and values in insertion order.
     Listpack(Listpack),
-    /// Big: a segmented hash table.
-    Table(Table),
+    /// Big: a segmented hash table (boxed, so a small hash's header stays
+    /// at 32 bytes).
+    Table(Box<Table>),
 }
 
 impl Default for HashValue {
@@ -97,7 +98,7 @@ impl HashValue {
     pub fn heap_size(&self) -> usize {
         match self {
             HashValue::Listpack(l) => l.buf.capacity(),
-            HashValue::Table(t) => t.heap_size(),
+            HashValue::Table(t) => std::mem::size_of::<Table>() + t.heap_size(),
         }
     }
 
@@ -153,7 +154,7 @@ impl HashValue {
             for (f, v) in l.iter() {
                 t.insert(f, v);
             }
-            *self = HashValue::Table(t);
+            *self = HashValue::Table(Box::new(t));
         }
     }
 
@@ -417,6 +418,20 @@ fn prefix(h: u64) -> u64 {
     h >> (64 - CURSOR_BITS)
 }
 
+/// Full capacity of a segment table's buckets (`capacity()` does not count
+/// the slots that removals left as tombstones).
+fn bucket_capacity(t: &HashTable<Pair>) -> usize {
+    t.allocation_size() / (std::mem::size_of::<Pair>() + 1) * 7 / 8
+}
+
+/// Shrinks a segment table once it is less than a quarter full.
+fn shrink_if_sparse(t: &mut HashTable<Pair>) {
+    let cap = bucket_capacity(t);
+    if cap > 8 && t.len() * 4 < cap {
+        t.shrink_to(t.len(), rehash);
+    }
+}
+
 /// One segment: the fields whose top `depth` hash bits equal those of `base`.
 #[derive(Clone)]
 struct Seg {
@@ -522,9 +537,7 @@ impl Table {
         }
         self.len -= 1;
         let n = seg.table.len();
-        if seg.table.capacity() > 8 && n * 4 < seg.table.capacity() {
-            seg.table.shrink_to(n, rehash);
-        }
+        shrink_if_sparse(&mut seg.table);
         if n <= SEG_MERGE / 2 {
             self.try_merge(i);
         }
@@ -609,9 +622,7 @@ impl Table {
         for p in moved {
             k.table.insert_unique(rehash(&p), p, rehash);
         }
-        if k.table.capacity() > 8 && k.table.len() * 4 < k.table.capacity() {
-            k.table.shrink_to(k.table.len(), rehash);
-        }
+        shrink_if_sparse(&mut k.table);
         let last = self.segs.len() - 1;
         for s in &mut self.dir {
             if *s as usize == gone {
@@ -708,21 +719,13 @@ impl Table {
     }
 
     fn heap_size(&self) -> usize {
-        let slot = std::mem::size_of::<Pair>() + 1;
         self.dir.capacity() * 4
             + self.segs.capacity() * std::mem::size_of::<Seg>()
             + self
                 .segs
                 .iter()
                 .map(|s| {
-                    let cap = s.table.capacity();
-                    let buckets = if cap == 0 {
-                        0
-                    } else {
-                        (cap * 8 / 7).next_power_of_two()
-                    };
-                    buckets * slot
-                        + if cap == 0 { 0 } else { 16 }
+                    s.table.allocation_size()
                         + s.table
                             .iter()
                             .map(|(f, v)| f.heap_size() + v.heap_size())
@@ -762,6 +765,11 @@ mod tests {
         max_entries: 128,
         max_value: 64,
     };
+
+    #[test]
+    fn small_header() {
+        assert_eq!(std::mem::size_of::<HashValue>(), 32);
+    }
 
     #[test]
     fn listpack_keeps_order_and_converts() {
@@ -814,7 +822,32 @@ mod tests {
         let HashValue::Table(t) = &h else { panic!() };
         assert_eq!(t.segments(), 1);
         assert_eq!(t.depth, 0);
-        assert!(h.heap_size() < 2048, "{}", h.heap_size());
+        assert!(
+            h.heap_size() < 2048,
+            "{} {:?}",
+            h.heap_size(),
+            t.segs
+                .iter()
+                .map(|s| (s.table.len(), s.table.capacity()))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn memory_is_compact() {
+        let mut small = HashValue::new();
+        for i in 0..100 {
+            small.set(format!("f{i}").as_bytes(), format!("{i}").as_bytes(), LIM);
+        }
+        assert_eq!(small.encoding(), "listpack");
+        // 2 length bytes + about 5 data bytes per pair, one allocation.
+        assert!(small.heap_size() < 800, "{}", small.heap_size());
+        let mut big = HashValue::new();
+        for i in 0..100_000 {
+            big.set(format!("f{i}").as_bytes(), format!("{i}").as_bytes(), LIM);
+        }
+        let per_field = big.heap_size() / big.len();
+        assert!(per_field < 100, "{per_field} bytes per field");
     }
 
     #[test]
