@@ -651,7 +651,8 @@ impl Table {
     }
 
     /// Returns the fields whose prefix is in `[pos, next)`, choosing `next` so
-    /// that about `count` fields are returned; 0 when the end is reached.
+    /// that about `count` fields are returned; 0 when the end is reached. A
+    /// position past the prefix space (never returned by a scan) is the end.
     fn scan(&self, mut pos: u64, count: usize, mut f: impl FnMut(&[u8], &[u8])) -> u64 {
         let end = 1u64 << CURSOR_BITS;
         let mut seen = 0;
