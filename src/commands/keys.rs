@@ -15,7 +15,9 @@
 //! shard order and takes each shard's part at once, so the order stays
 //! global and two transactions can never wait on each other in a cycle.
 
-use super::{CommandSpec, Ctx, Handler, KeyedFn, NO_KEYS, arg_i64, err, flags::*, is, keys};
+use super::{
+    CommandSpec, Ctx, Handler, KeyedFn, NO_KEYS, arg_i64, err, flags::*, is, keys, parse_cursor,
+};
 use crate::glob;
 use crate::server::client::{Client, Tx};
 use crate::server::resp::{OK, Reply};
@@ -547,31 +549,6 @@ fn randomkey(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         }
         Reply::Nil
     })
-}
-
-/// Parses a SCAN cursor like Redis's `parseScanCursorOrReply` (`strtoul`):
-/// optional sign, decimal digits, no leading space; empty means 0 and a
-/// negative value wraps.
-fn parse_cursor(b: &[u8]) -> Option<u64> {
-    if b.is_empty() {
-        return Some(0);
-    }
-    if matches!(b[0], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-        return None;
-    }
-    let (neg, digits) = match b[0] {
-        b'+' => (false, &b[1..]),
-        b'-' => (true, &b[1..]),
-        _ => (false, b),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &d in digits {
-        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
-    }
-    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 /// Bits of a global SCAN cursor that hold the position within a shard.
@@ -1160,23 +1137,4 @@ fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         db.set_expire(&args[1], 0);
     }
     Reply::Int(had_ttl as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_cursor;
-
-    #[test]
-    fn cursor_parses_like_strtoul() {
-        assert_eq!(parse_cursor(b""), Some(0));
-        assert_eq!(parse_cursor(b"0"), Some(0));
-        assert_eq!(parse_cursor(b"+7"), Some(7));
-        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
-        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
-        assert_eq!(parse_cursor(b"18446744073709551616"), None);
-        assert_eq!(parse_cursor(b" 1"), None);
-        assert_eq!(parse_cursor(b"1 "), None);
-        assert_eq!(parse_cursor(b"+"), None);
-        assert_eq!(parse_cursor(b"x"), None);
-    }
 }

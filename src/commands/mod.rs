@@ -15,6 +15,7 @@
 
 pub mod bitmap;
 pub mod connection;
+pub mod hash;
 pub mod hll;
 pub mod keys;
 pub mod longdouble;
@@ -306,6 +307,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         zset::COMMANDS,
         bitmap::COMMANDS,
         hll::COMMANDS,
+        hash::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
@@ -404,8 +406,55 @@ pub fn parse_f64(b: &[u8]) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
+/// Parses a SCAN-family cursor as Redis does (`strtoul` in base 10): an
+/// empty string is 0, a leading space or trailing garbage is invalid, a
+/// negative number wraps around, and overflow is invalid.
+pub fn parse_cursor(b: &[u8]) -> Option<u64> {
+    // C string semantics: the argument ends at a NUL byte.
+    let b = &b[..memchr::memchr(0, b).unwrap_or(b.len())];
+    if b.is_empty() {
+        return Some(0);
+    }
+    if matches!(b[0], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        return None;
+    }
+    let (neg, digits) = match b[0] {
+        b'+' => (false, &b[1..]),
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+    }
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
 /// Case-insensitive comparison of an argument with an ASCII keyword.
 #[inline]
 pub fn is(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cursor;
+
+    #[test]
+    fn cursor_parses_like_strtoul() {
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"0"), Some(0));
+        assert_eq!(parse_cursor(b"+7"), Some(7));
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551616"), None);
+        assert_eq!(parse_cursor(b" 1"), None);
+        assert_eq!(parse_cursor(b"1 "), None);
+        assert_eq!(parse_cursor(b"+"), None);
+        assert_eq!(parse_cursor(b"x"), None);
+        assert_eq!(parse_cursor(b"12\0junk"), Some(12));
+    }
 }

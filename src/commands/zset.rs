@@ -12,7 +12,7 @@
 //! The pop helpers ([`pop_key`], [`pop_reply`], [`mpop_reply`],
 //! [`bzpop_reply`]) are public for the blocking variants.
 
-use super::{CommandSpec, Ctx, Handler, arg_i64, err, flags::*, keys};
+use super::{CommandSpec, Ctx, Handler, arg_i64, err, flags::*, keys, parse_cursor};
 use crate::server::client::Client;
 use crate::server::resp::{Reply, format_double};
 use crate::shard::value::{SmallBytes, Value};
@@ -1743,27 +1743,6 @@ setop_cmd!(zintercard, Op::Inter, false, true, "zintercard");
 // ---------------------------------------------------------------------------
 // ZSCAN
 // ---------------------------------------------------------------------------
-
-/// Redis's `parseScanCursorOrReply`: `strtoul` over the whole argument.
-fn parse_cursor(b: &[u8]) -> Option<u64> {
-    if b.first()
-        .is_some_and(|c| c.is_ascii_whitespace() || *c == 0x0b)
-    {
-        return None;
-    }
-    let mut buf = Vec::with_capacity(b.len() + 1);
-    buf.extend_from_slice(cstr(b));
-    buf.push(0);
-    let mut end: *mut libc::c_char = std::ptr::null_mut();
-    // SAFETY: `buf` is NUL-terminated and outlives the call.
-    let (v, used, erange) = unsafe {
-        *libc::__errno_location() = 0;
-        let v = libc::strtoul(buf.as_ptr() as *const libc::c_char, &mut end, 10);
-        let used = end.offset_from(buf.as_ptr() as *const libc::c_char) as usize;
-        (v, used, *libc::__errno_location() == libc::ERANGE)
-    };
-    (used == buf.len() - 1 && !erange).then_some(v)
-}
 
 fn zscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let Some(cursor) = parse_cursor(&args[2]) else {
