@@ -17,6 +17,7 @@ pub mod connection;
 pub mod keys;
 pub mod longdouble;
 pub mod server;
+pub mod set;
 pub mod string;
 
 use crate::server::client::Client;
@@ -297,6 +298,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         server::COMMANDS,
         string::COMMANDS,
         keys::COMMANDS,
+        set::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
