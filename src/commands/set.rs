@@ -278,6 +278,13 @@ fn bulks(members: Vec<Bytes>) -> Vec<Reply> {
     members.into_iter().map(Reply::Bulk).collect()
 }
 
+/// Every member of `s` as a bulk reply.
+fn member_replies(s: &SetValue) -> Vec<Reply> {
+    let mut out = Vec::with_capacity(s.len());
+    s.for_each(|m| out.push(Reply::bulk(m)));
+    out
+}
+
 /// Deletes `key` when its set became empty.
 fn drop_if_empty(db: &mut Db, key: &[u8]) {
     if let Some(e) = db.dict().get(key)
@@ -360,7 +367,7 @@ fn smembers(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     match read_set(ctx, &args[1]) {
         Err(e) => e,
         Ok(None) => Reply::Set(Vec::new()),
-        Ok(Some(s)) => Reply::Set(bulks(s.members())),
+        Ok(Some(s)) => Reply::Set(member_replies(s)),
     }
 }
 
@@ -756,7 +763,7 @@ fn compute_here(ctx: &mut Ctx<'_>, op: Op, keys: &[Bytes], write: bool) -> Resul
 
 fn algebra_keyed(ctx: &mut Ctx<'_>, op: Op, args: &[Bytes]) -> Reply {
     match compute_here(ctx, op, &args[1..], false) {
-        Ok(s) => Reply::Set(bulks(s.members())),
+        Ok(s) => Reply::Set(member_replies(&s)),
         Err(e) => e,
     }
 }

@@ -1,6 +1,7 @@
 //! Set values, in Redis's three encodings.
 //!
-//! - `intset`: a sorted vector of `i64`, searched by binary search, while
+//! - `intset`: a sorted array of integers, 2, 4 or 8 bytes each as the
+//!   values need (like Redis's intset), searched by binary search, while
 //!   every member is the canonical decimal form of an integer and the set has
 //!   at most `set-max-intset-entries` members.
 //! - `listpack`: small non-integer sets (at most `set-max-listpack-entries`
@@ -47,7 +48,7 @@ impl SetLimits {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SetValue {
     /// Sorted, distinct integers.
-    Intset(Vec<i64>),
+    Intset(Intset),
     /// Small non-integer sets: members in insertion order in one buffer.
     Listpack(Listpack),
     /// Big sets.
@@ -69,7 +70,7 @@ impl SetValue {
     /// An empty set; like Redis's `setTypeCreate`, the first member added
     /// decides between intset and listpack.
     pub fn new() -> SetValue {
-        SetValue::Intset(Vec::new())
+        SetValue::Intset(Intset::default())
     }
 
     /// OBJECT ENCODING name.
@@ -98,7 +99,7 @@ impl SetValue {
     /// Heap bytes held.
     pub fn heap_size(&self) -> usize {
         match self {
-            SetValue::Intset(v) => v.capacity() * 8,
+            SetValue::Intset(v) => v.heap_size(),
             SetValue::Listpack(l) => l.buf.capacity(),
             SetValue::Table(t) => t.heap_size(),
         }
@@ -113,9 +114,7 @@ impl SetValue {
     /// True if `m` is a member.
     pub fn contains(&self, m: &[u8]) -> bool {
         match self {
-            SetValue::Intset(v) => {
-                crate::server::resp::parse_i64(m).is_some_and(|n| v.binary_search(&n).is_ok())
-            }
+            SetValue::Intset(v) => crate::server::resp::parse_i64(m).is_some_and(|n| v.contains(n)),
             SetValue::Listpack(l) => l.find(m).is_some(),
             SetValue::Table(t) => t.contains(m),
         }
@@ -127,10 +126,9 @@ impl SetValue {
         match self {
             SetValue::Intset(v) => {
                 if let Some(n) = crate::server::resp::parse_i64(m) {
-                    let Err(pos) = v.binary_search(&n) else {
+                    if !v.insert(n) {
                         return false;
-                    };
-                    v.insert(pos, n);
+                    }
                     if v.len() > lim.intset_entries {
                         self.convert_to_table();
                     }
@@ -138,7 +136,7 @@ impl SetValue {
                 }
                 // A non-integer: a listpack if everything fits, else a table.
                 let longest = match (v.first(), v.last()) {
-                    (Some(&a), Some(&b)) => digits10(a).max(digits10(b)),
+                    (Some(a), Some(b)) => digits10(a).max(digits10(b)),
                     _ => 0,
                 };
                 if v.len() < lim.listpack_entries
@@ -147,7 +145,7 @@ impl SetValue {
                 {
                     let mut lp = Listpack::default();
                     let mut buf = itoa::Buffer::new();
-                    for &n in v.iter() {
+                    for n in v.iter() {
                         lp.push(buf.format(n).as_bytes());
                     }
                     lp.push(m);
@@ -180,18 +178,7 @@ impl SetValue {
     /// Removes `m`; returns false if it was not a member. Never converts.
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match self {
-            SetValue::Intset(v) => {
-                let Some(n) = crate::server::resp::parse_i64(m) else {
-                    return false;
-                };
-                match v.binary_search(&n) {
-                    Ok(i) => {
-                        v.remove(i);
-                        true
-                    }
-                    Err(_) => false,
-                }
-            }
+            SetValue::Intset(v) => crate::server::resp::parse_i64(m).is_some_and(|n| v.remove(n)),
             SetValue::Listpack(l) => match l.find(m) {
                 Some(range) => {
                     l.remove_range(range);
@@ -225,7 +212,7 @@ impl SetValue {
         match self {
             SetValue::Intset(v) => {
                 let mut buf = itoa::Buffer::new();
-                for &n in v {
+                for n in v.iter() {
                     if !f(buf.format(n).as_bytes()) {
                         return;
                     }
@@ -256,7 +243,7 @@ impl SetValue {
         }
         Some(match self {
             SetValue::Intset(v) => {
-                let n = v[rng.gen_range(0..v.len())];
+                let n = v.get(rng.gen_range(0..v.len()));
                 Bytes::copy_from_slice(itoa::Buffer::new().format(n).as_bytes())
             }
             SetValue::Listpack(l) => {
@@ -334,6 +321,141 @@ impl SetValue {
                 self.for_each(&mut f);
                 0
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Intset
+// ---------------------------------------------------------------------------
+
+/// Sorted distinct integers stored at the narrowest width that holds them
+/// all (Redis's intset): a set of small numbers takes 2 bytes a member. The
+/// width only grows.
+#[derive(Clone, Debug)]
+pub enum Intset {
+    /// Every value fits in 16 bits.
+    W16(Vec<i16>),
+    /// Every value fits in 32 bits.
+    W32(Vec<i32>),
+    /// Any values.
+    W64(Vec<i64>),
+}
+
+impl Default for Intset {
+    fn default() -> Self {
+        Intset::W16(Vec::new())
+    }
+}
+
+impl PartialEq for Intset {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+/// Evaluates `$body` with `$v` bound to the vector of the width in use.
+macro_rules! each_width {
+    ($s:expr, $v:ident => $body:expr) => {
+        match $s {
+            Intset::W16($v) => $body,
+            Intset::W32($v) => $body,
+            Intset::W64($v) => $body,
+        }
+    };
+}
+
+impl Intset {
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        each_width!(self, v => v.len())
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th smallest member.
+    pub fn get(&self, i: usize) -> i64 {
+        match self {
+            Intset::W16(v) => i64::from(v[i]),
+            Intset::W32(v) => i64::from(v[i]),
+            Intset::W64(v) => v[i],
+        }
+    }
+
+    /// The smallest member.
+    pub fn first(&self) -> Option<i64> {
+        (!self.is_empty()).then(|| self.get(0))
+    }
+
+    /// The largest member.
+    pub fn last(&self) -> Option<i64> {
+        (!self.is_empty()).then(|| self.get(self.len() - 1))
+    }
+
+    /// Members in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Heap bytes held.
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Intset::W16(v) => v.capacity() * 2,
+            Intset::W32(v) => v.capacity() * 4,
+            Intset::W64(v) => v.capacity() * 8,
+        }
+    }
+
+    /// Binary search for `n`, which may be wider than the storage.
+    fn search(&self, n: i64) -> Result<usize, usize> {
+        let outside = Err(if n < 0 { 0 } else { self.len() });
+        match self {
+            Intset::W16(v) => i16::try_from(n).map_or(outside, |x| v.binary_search(&x)),
+            Intset::W32(v) => i32::try_from(n).map_or(outside, |x| v.binary_search(&x)),
+            Intset::W64(v) => v.binary_search(&n),
+        }
+    }
+
+    /// True if `n` is a member.
+    pub fn contains(&self, n: i64) -> bool {
+        self.search(n).is_ok()
+    }
+
+    /// Inserts `n`, widening the storage if needed; false if present.
+    pub fn insert(&mut self, n: i64) -> bool {
+        let Err(pos) = self.search(n) else {
+            return false;
+        };
+        match self {
+            Intset::W16(v) if let Ok(x) = i16::try_from(n) => v.insert(pos, x),
+            Intset::W32(v) if let Ok(x) = i32::try_from(n) => v.insert(pos, x),
+            Intset::W64(v) => v.insert(pos, n),
+            _ => {
+                let mut wide: Vec<i64> = self.iter().collect();
+                wide.insert(pos, n);
+                *self = if i32::try_from(n).is_ok() {
+                    Intset::W32(wide.into_iter().map(|x| x as i32).collect())
+                } else {
+                    Intset::W64(wide)
+                };
+            }
+        }
+        true
+    }
+
+    /// Removes `n`; false if absent.
+    pub fn remove(&mut self, n: i64) -> bool {
+        match self.search(n) {
+            Ok(i) => {
+                each_width!(self, v => {
+                    v.remove(i);
+                });
+                true
+            }
+            Err(_) => false,
         }
     }
 }
@@ -774,6 +896,32 @@ mod tests {
         let mut s = set_of(&["12345"], &lim);
         s.add(b"a", &lim);
         assert_eq!(s.encoding(), "hashtable");
+    }
+
+    #[test]
+    fn intset_widens_as_values_need() {
+        let mut i = Intset::default();
+        for n in [5, -3, 100] {
+            assert!(i.insert(n));
+        }
+        assert!(matches!(i, Intset::W16(_)));
+        assert!(!i.insert(5));
+        assert!(i.insert(70_000));
+        assert!(matches!(i, Intset::W32(_)));
+        assert!(!i.contains(i64::MAX) && !i.contains(i64::MIN));
+        assert!(i.insert(i64::MIN));
+        assert!(matches!(i, Intset::W64(_)));
+        assert_eq!(
+            i.iter().collect::<Vec<_>>(),
+            vec![i64::MIN, -3, 5, 100, 70_000]
+        );
+        assert!(i.remove(70_000) && !i.remove(70_000));
+        assert_eq!((i.first(), i.last()), (Some(i64::MIN), Some(100)));
+        let mut j = Intset::default();
+        assert!(!j.contains(1 << 40) && !j.remove(-(1 << 40)));
+        assert!(j.insert(-(1 << 20)));
+        assert!(matches!(j, Intset::W32(_)));
+        assert!(!j.contains(1 << 40) && j.contains(-(1 << 20)));
     }
 
     #[test]
