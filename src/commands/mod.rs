@@ -20,6 +20,7 @@ pub mod hll;
 pub mod keys;
 pub mod longdouble;
 pub mod server;
+pub mod set;
 pub mod string;
 pub mod zset;
 
@@ -308,6 +309,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         bitmap::COMMANDS,
         hll::COMMANDS,
         hash::COMMANDS,
+        set::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
