@@ -15,6 +15,7 @@
 
 pub mod connection;
 pub mod keys;
+pub mod list;
 pub mod longdouble;
 pub mod server;
 pub mod string;
@@ -297,6 +298,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         server::COMMANDS,
         string::COMMANDS,
         keys::COMMANDS,
+        list::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
