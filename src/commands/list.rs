@@ -448,8 +448,29 @@ fn lrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     };
     match resolve_range(start, stop, l.len()) {
         None => Reply::Array(Vec::new()),
-        Some((a, b)) => Reply::Array(l.range(a, b).map(Reply::bulk).collect()),
+        Some((a, b)) => Reply::Array(bulk_replies(l.range(a, b))),
     }
+}
+
+/// Bulk replies for `items`, all sharing one copied buffer: one allocation
+/// for the whole range instead of one per element.
+fn bulk_replies<'a>(items: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<Reply> {
+    let total: usize = items.clone().map(|e| e.len()).sum();
+    let mut buf = bytes::BytesMut::with_capacity(total);
+    let mut ends = Vec::new();
+    for e in items {
+        buf.extend_from_slice(e);
+        ends.push(buf.len());
+    }
+    let buf = buf.freeze();
+    let mut start = 0;
+    ends.into_iter()
+        .map(|end| {
+            let r = Reply::Bulk(buf.slice(start..end));
+            start = end;
+            r
+        })
+        .collect()
 }
 
 fn llen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {

@@ -174,6 +174,7 @@ impl Listpack {
 }
 
 /// An iterator over a [`Listpack`]'s elements.
+#[derive(Clone)]
 struct LpIter<'a> {
     buf: &'a [u8],
     front: usize,
@@ -265,8 +266,10 @@ impl Default for ListValue {
 }
 
 /// An iterator over list elements, front to back (reversible).
+#[derive(Clone)]
 pub struct Iter<'a>(IterInner<'a>);
 
+#[derive(Clone)]
 enum IterInner<'a> {
     Lp(LpIter<'a>),
     Ql(std::collections::vec_deque::Iter<'a, SmallBytes>),
