@@ -18,6 +18,7 @@ pub mod connection;
 pub mod hash;
 pub mod hll;
 pub mod keys;
+pub mod list;
 pub mod longdouble;
 pub mod server;
 pub mod set;
@@ -310,6 +311,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         hll::COMMANDS,
         hash::COMMANDS,
         set::COMMANDS,
+        list::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())

@@ -1324,61 +1324,25 @@ impl OwnedSrc {
     }
 }
 
-/// Read access to a plain set's members. SetValue belongs to the set
-/// family; this matches its current variants.
-mod setview {
-    use crate::types::set::SetValue;
-
-    /// Number of members.
-    pub fn len(s: &SetValue) -> usize {
-        s.len()
-    }
-
-    /// Calls `f` with every member's bytes.
-    pub fn for_each(s: &SetValue, mut f: impl FnMut(&[u8])) {
-        match s {
-            SetValue::Intset(v) => {
-                let mut buf = itoa::Buffer::new();
-                for n in v {
-                    f(buf.format(*n).as_bytes());
-                }
-            }
-            SetValue::Listpack(v) => v.iter().for_each(|m| f(m)),
-            SetValue::Table(t) => t.iter().for_each(|m| f(m)),
-        }
-    }
-
-    /// True if `m` is a member.
-    pub fn contains(s: &SetValue, m: &[u8]) -> bool {
-        match s {
-            SetValue::Intset(v) => {
-                crate::server::resp::parse_i64(m).is_some_and(|n| v.binary_search(&n).is_ok())
-            }
-            SetValue::Listpack(v) => v.iter().any(|x| &x[..] == m),
-            SetValue::Table(t) => t.contains(m),
-        }
-    }
-}
-
 impl Src<'_> {
     fn len(&self) -> usize {
         match self {
             Src::Z(z) => z.len(),
-            Src::S(s) => setview::len(s),
+            Src::S(s) => crate::types::set::SetValue::len(s),
         }
     }
 
     fn for_each(&self, mut f: impl FnMut(&[u8], f64)) {
         match self {
             Src::Z(z) => z.iter().for_each(|(m, s)| f(m, s)),
-            Src::S(s) => setview::for_each(s, |m| f(m, 1.0)),
+            Src::S(s) => crate::types::set::SetValue::for_each(s, |m| f(m, 1.0)),
         }
     }
 
     fn find(&self, m: &[u8]) -> Option<f64> {
         match self {
             Src::Z(z) => z.score(m),
-            Src::S(s) => setview::contains(s, m).then_some(1.0),
+            Src::S(s) => crate::types::set::SetValue::contains(s, m).then_some(1.0),
         }
     }
 }
