@@ -19,7 +19,10 @@
 //! Environment: `GROWTH_KEYS` (keys to load), `GROWTH_PIPELINE` (SETs per
 //! batch, default 1000), `GROWTH_SERVER` (`ringkv`, the default, or `redis`),
 //! `RINGKV_BIN` (default `target/release/ringkv`), `RINGKV_PORT` (connect to a
-//! server already listening on 127.0.0.1:PORT instead of starting one).
+//! server already listening on 127.0.0.1:PORT instead of starting one),
+//! `GROWTH_INPROCESS` (default 1: afterwards, also time every `Db::set` of the
+//! same keys in this process, which isolates the table's own growth cost from
+//! network and scheduling noise; 0 skips it).
 //!
 //! When it starts the server itself, the server is pinned to the last CPU of
 //! this process's affinity mask and the two client threads to the other CPUs
@@ -242,6 +245,87 @@ fn probe(port: u16, start: Instant, done: &AtomicBool, loaded: &AtomicU64) -> Ve
     samples
 }
 
+/// CPU time consumed by the calling thread, in nanoseconds. Unlike wall
+/// time it does not grow while the thread waits for a CPU, so on a busy host
+/// it separates the table's own work (page faults included) from preemption.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Distribution of per-SET costs in nanoseconds, for one line of the report.
+fn describe(label: &str, keys: u64, mut nanos: Vec<u32>) {
+    let mut tenths = [0u32; 10];
+    for (i, &n) in nanos.iter().enumerate() {
+        let t = (i as u64 * 10 / keys.max(1)).min(9) as usize;
+        tenths[t] = tenths[t].max(n);
+    }
+    let mut worst: Vec<(u32, usize)> = nanos.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    worst.sort_unstable_by_key(|w| std::cmp::Reverse(w.0));
+    nanos.sort_unstable();
+    let pct = |q: f64| {
+        let i = ((q * nanos.len() as f64).ceil() as usize).clamp(1, nanos.len());
+        nanos[i - 1] as f64 / 1e3
+    };
+    println!(
+        "  {label}: p50 {:.2} us, p99.9 {:.2} us, max {:.1} us",
+        pct(0.5),
+        pct(0.999),
+        *nanos.last().unwrap_or(&0) as f64 / 1e3
+    );
+    let w: Vec<String> = worst
+        .iter()
+        .take(5)
+        .map(|(n, i)| format!("{:.1} us at key {i}", *n as f64 / 1e3))
+        .collect();
+    println!("    slowest: {}", w.join(", "));
+    let t: Vec<String> = tenths
+        .iter()
+        .map(|n| format!("{:.1}", *n as f64 / 1e3))
+        .collect();
+    println!("    max us per tenth of the load: {}", t.join(" "));
+}
+
+/// The same growth in process, without network or a server loop: times
+/// every `Db::set` of `keys` keys into one `Db`, in wall time and in thread
+/// CPU time.
+fn in_process(keys: u64) {
+    use ringkv::shard::db::Db;
+    use ringkv::shard::value::Value;
+    let mut db = Db::default();
+    let mut wall: Vec<u32> = Vec::with_capacity(keys as usize);
+    let mut cpu: Vec<u32> = Vec::with_capacity(keys as usize);
+    let mut key = Vec::with_capacity(16);
+    let mut val = Vec::with_capacity(16);
+    let start = Instant::now();
+    for i in 0..keys {
+        key.clear();
+        val.clear();
+        write!(key, "{{g}}k:{i:011}").expect("encoding into a Vec");
+        write!(val, "val:{i:012}").expect("encoding into a Vec");
+        let c0 = thread_cpu_ns();
+        let t0 = Instant::now();
+        db.set(&key, Value::from_bytes(&val), 0, 0);
+        let t = t0.elapsed().as_nanos();
+        let c = thread_cpu_ns().saturating_sub(c0);
+        wall.push(t.min(u32::MAX as u128) as u32);
+        cpu.push(c.min(u32::MAX as u64) as u32);
+    }
+    let total = start.elapsed();
+    assert_eq!(db.len() as u64, keys);
+    println!(
+        "in-process: {keys} Db::set calls in {:.2} s (with timing overhead)",
+        total.as_secs_f64()
+    );
+    describe("thread CPU time per SET", keys, cpu);
+    describe("wall time per SET", keys, wall);
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -353,7 +437,7 @@ fn main() {
     };
     if rtts.is_empty() {
         println!("GET during growth: no samples");
-        return;
+        std::process::exit(1);
     }
     let max = *rtts.last().unwrap();
     println!(
@@ -398,4 +482,8 @@ fn main() {
         "NOT met"
     };
     println!("target max GET latency < 10 ms during growth: {verdict}");
+    drop(server);
+    if env_u64("GROWTH_INPROCESS", 1) == 1 {
+        in_process(keys);
+    }
 }
