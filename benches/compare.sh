@@ -67,8 +67,13 @@ SUMMARY=$OUT/summary.md
 # ---------------------------------------------------------------- processes --
 
 STARTED_PIDS=()
+BENCH_PID=
 cleanup() {
   local pid
+  if [ -n "$BENCH_PID" ]; then
+    kill -TERM "$BENCH_PID" 2>/dev/null || true
+    wait "$BENCH_PID" 2>/dev/null || true
+  fi
   for pid in "${STARTED_PIDS[@]}"; do
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
@@ -205,8 +210,16 @@ run_workload() {
   for test in set get; do
     log=$OUT/bench-$kind-r$round-$name-$test.txt
     before=$(cpu_ticks "$SERVER_PID")
+    # In the background and waited for, so that Ctrl-C/SIGTERM run the
+    # cleanup at once instead of after the benchmark finishes.
     # shellcheck disable=SC2086
-    "$@" redis-benchmark -p "$SERVER_PORT" -t "$test" -n "$n" -r "$N" $flags -d 16 >"$log" 2>&1
+    "$@" redis-benchmark -p "$SERVER_PORT" -t "$test" -n "$n" -r "$N" $flags -d 16 >"$log" 2>&1 &
+    BENCH_PID=$!
+    if ! wait "$BENCH_PID"; then
+      echo "redis-benchmark failed against $kind; see $log" >&2
+      exit 1
+    fi
+    BENCH_PID=
     after=$(cpu_ticks "$SERVER_PID")
     parsed=$(parse_bench "$log" "$n") || { echo "cannot parse $log" >&2; exit 1; }
     cpu=$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / t }')
