@@ -14,6 +14,7 @@
 //!   multi-key and whole-keyspace commands (MGET, MSET, DEL, SCAN, INFO...).
 
 pub mod connection;
+pub mod dump;
 pub mod keys;
 pub mod longdouble;
 pub mod server;
@@ -300,6 +301,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         server::COMMANDS,
         string::COMMANDS,
         keys::COMMANDS,
+        dump::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
