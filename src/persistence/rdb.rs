@@ -378,11 +378,11 @@ pub fn verify_dump_payload(p: &[u8]) -> bool {
     crc.to_le_bytes() == footer[2..]
 }
 
-/// Loads the object of a verified DUMP payload (bytes after the value, up to
-/// the footer, are ignored as Redis does).
+/// Loads the object of a verified DUMP payload. As in Redis, the reader
+/// sees the whole payload: bytes after the value are ignored, and a value
+/// that runs into the footer reads the footer's bytes.
 pub fn load_dump_payload(p: &[u8], t: &Thresholds) -> Result<RdbObject, RdbError> {
-    let body = &p[..p.len().saturating_sub(10)];
-    let mut src = SliceSrc::new(body);
+    let mut src = SliceSrc::new(p);
     let ty = src.byte()?;
     if !is_object_type(ty, RDB_VERSION as u32) {
         return Err(RdbError::Corrupt("unknown value type"));
@@ -1435,7 +1435,12 @@ mod tests {
         let t = Thresholds::default();
         assert!(load_dump_payload(&frame(b"\x08\x01a"), &t).is_err());
         assert!(load_dump_payload(&frame(b"\x14\x01a"), &t).is_err());
-        assert!(load_dump_payload(&frame(b"\x00\x05ab"), &t).is_err());
+        assert!(load_dump_payload(&frame(b"\x00\x20ab"), &t).is_err());
+        // Like Redis, a value may run into the footer.
+        assert_eq!(
+            load_dump_payload(&frame(b"\x00\x04ab"), &t).unwrap().value,
+            RdbValue::String(b"ab\x0a\x00".to_vec())
+        );
         assert!(load_dump_payload(&frame(b"\x00\x02abEXTRA"), &t).is_ok());
     }
 
