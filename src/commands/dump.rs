@@ -66,10 +66,11 @@ fn lfu_policy(s: &Shard) -> bool {
 /// DUMP key: the value's RDB serialization, or nil.
 fn dump(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let opts = write_options(ctx.shard);
+    let thresholds = Thresholds::from_config(&ctx.shard.config);
     let (now, touch) = (ctx.now_ms, ctx.touch);
     match ctx.db().lookup(&args[1], now, touch) {
         Some(e) => {
-            let (value, enc) = to_rdb(&e.value);
+            let (value, enc) = to_rdb(&e.value, &thresholds);
             Reply::Bulk(Bytes::from(dump_payload(&value, enc, &opts)))
         }
         None => Reply::Nil,

@@ -1,5 +1,5 @@
 //! LZF compression, bit-compatible with the liblzf 3.6 build in Redis
-//! (`lzf_c.c` with HLOG 16 and VERY_FAST), so compressed strings in DUMP
+//! (`lzf_c.c` 3.6 with HLOG 16 and VERY_FAST), so compressed strings in DUMP
 //! payloads come out byte-identical to Redis's.
 
 const HLOG: u32 = 16;
@@ -36,7 +36,6 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
         let off = ip.wrapping_sub(r).wrapping_sub(1);
         if r < ip
             && off < MAX_OFF
-            && ip + 4 < in_len
             && r > 0
             && input[r] == input[ip]
             && input[r + 1] == input[ip + 1]
@@ -44,12 +43,12 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
         {
             let mut len = 2usize;
             let maxlen = (in_len - ip - len).min(MAX_REF);
+            if op + 3 + 1 >= out_len && op - (lit == 0) as usize + 3 + 1 >= out_len {
+                return None;
+            }
             out[op - lit - 1] = (lit as u8).wrapping_sub(1);
             if lit == 0 {
                 op -= 1;
-            }
-            if op + 3 + 1 >= out_len {
-                return None;
             }
             let mut done = false;
             if maxlen > 16 {
