@@ -402,7 +402,7 @@ fn sample_data() -> Expected {
 fn write_to_redis(c: &mut Connection, data: &Expected) {
     for ((db, key), (value, exp)) in data {
         let _: () = redis::cmd("SELECT").arg(*db).query(c).unwrap();
-        let mut cmd = match value {
+        let cmd = match value {
             RdbValue::String(s) => {
                 let mut x = redis::cmd("SET");
                 x.arg(key).arg(s);
