@@ -28,6 +28,8 @@ pub enum Kind {
     Str,
     /// One of a fixed set of words.
     Enum(&'static [&'static str]),
+    /// `yes` or `no`.
+    Bool,
 }
 
 /// One configuration option.
@@ -228,6 +230,13 @@ pub static OPTIONS: &[OptionSpec] = &[
         "Sets with a longer member use a hash table.",
     ),
     opt(
+        "rdbcompression",
+        Kind::Bool,
+        "yes",
+        true,
+        "Compress strings with LZF in DUMP payloads (and RDB files).",
+    ),
+    opt(
         "hll-sparse-max-bytes",
         Kind::Memory {
             min: 0,
@@ -350,6 +359,10 @@ pub fn canonical(spec: &'static OptionSpec, value: &str) -> Result<String, Confi
             Ok(range(n, min, max)?.to_string())
         }
         Kind::Str => Ok(value.to_string()),
+        Kind::Bool => match value.to_ascii_lowercase().as_str() {
+            v @ ("yes" | "no") => Ok(v.to_string()),
+            _ => Err(bad("argument must be 'yes' or 'no'".to_string())),
+        },
         Kind::Enum(words) => {
             let v = value.to_ascii_lowercase();
             if words.contains(&v.as_str()) {

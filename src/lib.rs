@@ -19,6 +19,7 @@ pub mod alloc;
 pub mod commands;
 pub mod config;
 pub mod glob;
+pub mod persistence;
 pub mod server;
 pub mod shard;
 pub mod types;

@@ -15,6 +15,7 @@
 
 pub mod bitmap;
 pub mod connection;
+pub mod dump;
 pub mod hash;
 pub mod hll;
 pub mod keys;
@@ -312,6 +313,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         hash::COMMANDS,
         set::COMMANDS,
         list::COMMANDS,
+        dump::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
