@@ -15,6 +15,7 @@
 
 pub mod bitmap;
 pub mod connection;
+pub mod geo;
 pub mod hll;
 pub mod keys;
 pub mod longdouble;
@@ -306,6 +307,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         zset::COMMANDS,
         bitmap::COMMANDS,
         hll::COMMANDS,
+        geo::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
