@@ -16,6 +16,7 @@
 pub mod bitmap;
 pub mod connection;
 pub mod dump;
+pub mod geo;
 pub mod hash;
 pub mod hll;
 pub mod keys;
@@ -314,6 +315,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         set::COMMANDS,
         list::COMMANDS,
         dump::COMMANDS,
+        geo::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())

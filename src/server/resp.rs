@@ -412,6 +412,9 @@ pub enum Reply {
     Set(Vec<Reply>),
     /// RESP3 double; a bulk string in RESP2. Formatted like Redis 7.0 (`%.17g`).
     Double(f64),
+    /// RESP3 double with preformatted digits; a bulk string in RESP2
+    /// (Redis's addReplyHumanLongDouble).
+    DoubleText(String),
     /// RESP3 boolean; an integer in RESP2.
     Bool(bool),
     /// RESP3 verbatim string (`=n\r\ntxt:...`); a bulk string in RESP2.
@@ -494,6 +497,13 @@ impl Reply {
             }
             Reply::Double(d) => {
                 let s = format_double(*d);
+                if resp3 {
+                    line(out, b',', s.as_bytes());
+                } else {
+                    bulk(out, s.as_bytes());
+                }
+            }
+            Reply::DoubleText(s) => {
                 if resp3 {
                     line(out, b',', s.as_bytes());
                 } else {

@@ -3,6 +3,7 @@
 //! configured thresholds. The command families in `crate::commands` operate on
 //! these through their methods.
 
+pub mod geohash;
 pub mod hash;
 pub mod list;
 pub mod set;
