@@ -65,3 +65,107 @@ pub fn freed() -> u64 {
 pub fn reset_stats() {
     LAZYFREED.with(|l| l.set(0));
 }
+
+/// Collections with more elements than this are freed in the background.
+pub const LAZYFREE_THRESHOLD: usize = 1024;
+
+/// Something that can be freed a piece at a time.
+trait Chunked {
+    /// Frees up to one step's worth; returns how many elements it freed
+    /// (0 once empty).
+    fn free_step(&mut self) -> usize;
+}
+
+/// A container whose elements can be dropped from the end.
+pub trait Shrink: 'static {
+    /// Number of elements.
+    fn count(&self) -> usize;
+    /// Drops the last `n` elements; releases the buffer once empty.
+    fn drop_last(&mut self, n: usize);
+}
+
+impl<T: 'static> Shrink for Vec<T> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn drop_last(&mut self, n: usize) {
+        self.truncate(self.len() - n);
+        if self.is_empty() {
+            *self = Vec::new();
+        }
+    }
+}
+
+impl<T: 'static> Shrink for std::collections::VecDeque<T> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn drop_last(&mut self, n: usize) {
+        self.truncate(self.len() - n);
+        if self.is_empty() {
+            *self = std::collections::VecDeque::new();
+        }
+    }
+}
+
+struct Pieces<C> {
+    items: C,
+    per_step: usize,
+    weight: usize,
+}
+
+impl<C: Shrink> Chunked for Pieces<C> {
+    fn free_step(&mut self) -> usize {
+        let n = self.items.count().min(self.per_step);
+        self.items.drop_last(n);
+        n * self.weight
+    }
+}
+
+thread_local! {
+    static QUEUE: std::cell::RefCell<std::collections::VecDeque<Box<dyn Chunked>>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+    static WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Frees `items` without stalling the shard: on a shard thread, a local task
+/// drops `per_step` of them per step, yielding in between; elsewhere (or for
+/// few items) they are dropped at once. `weight` is how many stored elements
+/// one item holds, for INFO's lazyfree counters.
+///
+/// The big collection encodings call this from their `Drop`, so DEL, UNLINK,
+/// overwrites, expiry and FLUSHALL of a huge value all free it gradually.
+pub fn defer<C: Shrink>(items: C, per_step: usize, weight: usize) {
+    let total = items.count() * weight;
+    if total <= LAZYFREE_THRESHOLD || super::current_shard_id().is_none() {
+        return;
+    }
+    LAZY_PENDING.with(|p| p.set(p.get() + total as u64));
+    QUEUE.with(|q| {
+        q.borrow_mut().push_back(Box::new(Pieces {
+            items,
+            per_step: per_step.max(1),
+            weight,
+        }))
+    });
+    if WORKER.with(|w| w.replace(true)) {
+        return;
+    }
+    glommio::spawn_local(async {
+        loop {
+            let job = QUEUE.with(|q| q.borrow_mut().pop_front());
+            let Some(mut job) = job else { break };
+            loop {
+                let freed = job.free_step() as u64;
+                if freed == 0 {
+                    break;
+                }
+                LAZY_PENDING.with(|p| p.set(p.get().saturating_sub(freed)));
+                LAZYFREED.with(|l| l.set(l.get() + freed));
+                glommio::executor().yield_now().await;
+            }
+        }
+        WORKER.with(|w| w.set(false));
+    })
+    .detach();
+}

@@ -158,6 +158,8 @@ pub struct Shard {
 
 thread_local! {
     static SHARD: RefCell<Option<Shard>> = const { RefCell::new(None) };
+    /// This thread's shard id, readable while the shard is borrowed.
+    static SHARD_ID: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 impl Shard {
@@ -176,10 +178,12 @@ impl Shard {
             clients: HashMap::new(),
         };
         SHARD.with(|s| *s.borrow_mut() = Some(shard));
+        SHARD_ID.with(|s| s.set(Some(id)));
     }
 
     /// Removes this thread's shard, dropping its data.
     pub fn uninstall() {
+        SHARD_ID.with(|s| s.set(None));
         SHARD.with(|s| s.borrow_mut().take());
     }
 
@@ -203,8 +207,9 @@ pub fn with_shard<R>(f: impl FnOnce(&mut Shard) -> R) -> R {
 }
 
 /// This thread's shard id, if it is a shard thread.
+#[inline]
 pub fn current_shard_id() -> Option<usize> {
-    SHARD.with(|s| s.borrow().as_ref().map(|s| s.id))
+    SHARD_ID.with(|s| s.get())
 }
 
 /// Runs `f` on shard `shard` and returns its result. Runs inline when `shard`

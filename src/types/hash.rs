@@ -458,6 +458,16 @@ pub struct Table {
     len: usize,
 }
 
+impl Drop for Table {
+    /// A big table is freed a few segments at a time in the background.
+    fn drop(&mut self) {
+        if self.len > crate::shard::lazyfree::LAZYFREE_THRESHOLD {
+            let per_seg = self.len / self.segs.len().max(1);
+            crate::shard::lazyfree::defer(std::mem::take(&mut self.segs), 4, per_seg.max(1));
+        }
+    }
+}
+
 impl Default for Table {
     fn default() -> Self {
         Table::new()

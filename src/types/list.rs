@@ -217,6 +217,15 @@ pub struct Quicklist {
     heap: usize,
 }
 
+impl Drop for Quicklist {
+    /// A long list is freed in chunks in the background.
+    fn drop(&mut self) {
+        if self.items.len() > crate::shard::lazyfree::LAZYFREE_THRESHOLD {
+            crate::shard::lazyfree::defer(std::mem::take(&mut self.items), 4096, 1);
+        }
+    }
+}
+
 impl Quicklist {
     fn add(&mut self, e: &SmallBytes) {
         self.bytes += entry_size(e.len());

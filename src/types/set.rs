@@ -607,6 +607,16 @@ pub struct MemberTable {
     len: usize,
 }
 
+impl Drop for MemberTable {
+    /// A big table is freed a few segments at a time in the background.
+    fn drop(&mut self) {
+        if self.len > crate::shard::lazyfree::LAZYFREE_THRESHOLD {
+            let per_seg = self.len / self.segs.len().max(1);
+            crate::shard::lazyfree::defer(std::mem::take(&mut self.segs), 8, per_seg.max(1));
+        }
+    }
+}
+
 impl Default for MemberTable {
     fn default() -> Self {
         MemberTable {

@@ -670,6 +670,15 @@ pub struct BigZSet {
     rng: u64,
 }
 
+impl Drop for BigZSet {
+    /// A big sorted set's nodes are freed in chunks in the background.
+    fn drop(&mut self) {
+        if self.nodes.len() > crate::shard::lazyfree::LAZYFREE_THRESHOLD {
+            crate::shard::lazyfree::defer(std::mem::take(&mut self.nodes), 4096, 1);
+        }
+    }
+}
+
 impl std::fmt::Debug for BigZSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
