@@ -23,6 +23,7 @@ pub mod list;
 pub mod longdouble;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod string;
 pub mod zset;
 
@@ -314,6 +315,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         set::COMMANDS,
         list::COMMANDS,
         dump::COMMANDS,
+        sort::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
