@@ -24,6 +24,7 @@ pub mod list;
 pub mod longdouble;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod string;
 pub mod zset;
 
@@ -316,6 +317,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         list::COMMANDS,
         dump::COMMANDS,
         geo::COMMANDS,
+        sort::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
