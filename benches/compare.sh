@@ -33,7 +33,8 @@
 #   SHARDS2 [1]       also run ringkv --shards 2 (server and client unpinned)
 #   MEMORY [1]        run the memory measurement after the throughput rounds
 #   MEM_KEYS [1000000] keys loaded by the memory measurement
-#   COLL_N [200000]   requests per collections test
+#   COLL_N [1000000]  requests per collections test (except LRANGE)
+#   COLL_N_LRANGE [200000] requests per lrange_100 / lrange_600 test
 #   COLL_R [100000]   -r keyspace of the collections tests (distinct members/fields)
 #   COLL_MEMORY [1]   run the collections memory measurement (full and --collections)
 #   COLL_MEM_KEYS [100000] keys per type in the collections memory measurement
@@ -51,7 +52,7 @@ case "${1:-}" in
   --memory) MODE=memory ;;
   --collections) MODE=collections ;;
   "") ;;
-  -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
   *) echo "unknown argument: $1 (use --memory, --collections or no argument)" >&2; exit 2 ;;
 esac
 
@@ -64,7 +65,8 @@ CLIENT_CPU=${CLIENT_CPU:-0}
 SHARDS2=${SHARDS2:-1}
 MEMORY=${MEMORY:-1}
 MEM_KEYS=${MEM_KEYS:-1000000}
-COLL_N=${COLL_N:-200000}
+COLL_N=${COLL_N:-1000000}
+COLL_N_LRANGE=${COLL_N_LRANGE:-200000}
 COLL_R=${COLL_R:-100000}
 COLL_MEMORY=${COLL_MEMORY:-1}
 COLL_MEM_KEYS=${COLL_MEM_KEYS:-100000}
@@ -403,13 +405,13 @@ run_coll_round() {
       lrange_*)
         if [ $filled = 0 ]; then
           # shellcheck disable=SC2086
-          "${client[@]}" redis-benchmark -p "$SERVER_PORT" -t lpush -n "$COLL_N" -r "$COLL_R" $COLL_FLAGS -q \
+          "${client[@]}" redis-benchmark -p "$SERVER_PORT" -t lpush -n "$COLL_N_LRANGE" -r "$COLL_R" $COLL_FLAGS -q \
             >"$OUT/coll-$kind-r$round-lrange-fill.txt" 2>&1
           filled=1
         fi
         # shellcheck disable=SC2086
-        measure "$kind" "$round" coll "$test" "$COLL_N" "$log" "${client[@]}" \
-          redis-benchmark -p "$SERVER_PORT" -n "$COLL_N" -r "$COLL_R" $COLL_FLAGS \
+        measure "$kind" "$round" coll "$test" "$COLL_N_LRANGE" "$log" "${client[@]}" \
+          redis-benchmark -p "$SERVER_PORT" -n "$COLL_N_LRANGE" -r "$COLL_R" $COLL_FLAGS \
           LRANGE mylist 0 $((${test#lrange_} - 1))
         ;;
       *)
@@ -427,8 +429,8 @@ summarize_coll() {
   echo
   echo "## Collections: throughput and CPU efficiency ($ROUNDS interleaved round(s); median [min–max] over rounds)"
   echo
-  echo "\`redis-benchmark -t <test> -n $COLL_N -r $COLL_R -P 16 -c $CLIENTS\`, one test per invocation, in the order"
-  echo "${COLL_TESTS[*]} on one server per round (LRANGE: see Method)."
+  echo "\`redis-benchmark -t <test> -n $COLL_N -r $COLL_R -P 16 -c $CLIENTS\` (\`-n $COLL_N_LRANGE\` for LRANGE), one test per"
+  echo "invocation, in the order ${COLL_TESTS[*]} on one server per round (LRANGE: see Method)."
   echo "Server pinned to CPU $SERVER_CPU, redis-benchmark pinned to CPU $CLIENT_CPU; ringkv --shards 1."
   echo "Ratio columns: median [min–max] of the per-round ringkv/redis ratios; >1 means ringkv is higher."
   echo
@@ -548,7 +550,7 @@ machine() {
   echo "- kernel: $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- $(redis-server --version | cut -d' ' -f1-3); $(redis-benchmark --version 2>/dev/null | head -1 || true)"
   echo "- ringkv: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)'), release build"
-  echo "- command: \`ROUNDS=$ROUNDS N=$N N_LAT=$N_LAT CLIENTS=$CLIENTS SHARDS2=$SHARDS2 MEMORY=$MEMORY MEM_KEYS=$MEM_KEYS COLL_N=$COLL_N COLL_R=$COLL_R COLL_MEMORY=$COLL_MEMORY COLL_MEM_KEYS=$COLL_MEM_KEYS benches/compare.sh${1:+ $1}\`"
+  echo "- command: \`ROUNDS=$ROUNDS N=$N N_LAT=$N_LAT CLIENTS=$CLIENTS SHARDS2=$SHARDS2 MEMORY=$MEMORY MEM_KEYS=$MEM_KEYS COLL_N=$COLL_N COLL_N_LRANGE=$COLL_N_LRANGE COLL_R=$COLL_R COLL_MEMORY=$COLL_MEMORY COLL_MEM_KEYS=$COLL_MEM_KEYS benches/compare.sh${1:+ $1}\`"
 }
 
 if [ "$BUILD" = 1 ]; then
