@@ -14,6 +14,7 @@
 //!   multi-key and whole-keyspace commands (MGET, MSET, DEL, SCAN, INFO...).
 
 pub mod bitmap;
+pub mod blocking;
 pub mod connection;
 pub mod dump;
 pub mod hash;
@@ -314,6 +315,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         set::COMMANDS,
         list::COMMANDS,
         dump::COMMANDS,
+        blocking::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
