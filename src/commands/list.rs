@@ -679,7 +679,9 @@ where
             resp3: opts.resp3,
             touch: opts.touch,
         };
-        f(&mut ctx)
+        let out = f(&mut ctx);
+        crate::shard::blocking::serve_ready(s);
+        out
     };
     if shard == c.shard && with_shard(|s| s.locks.keys_free(opts.db, keys.iter().map(|k| &k[..]))) {
         return with_shard(|s| call(s, f));

@@ -14,6 +14,7 @@
 //!   multi-key and whole-keyspace commands (MGET, MSET, DEL, SCAN, INFO...).
 
 pub mod bitmap;
+pub mod blocking;
 pub mod connection;
 pub mod dump;
 pub mod geo;
@@ -318,6 +319,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         dump::COMMANDS,
         geo::COMMANDS,
         sort::COMMANDS,
+        blocking::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())

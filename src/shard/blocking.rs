@@ -9,15 +9,19 @@
 //!
 //! A waiter may sit in queues on several shards. Whoever serves it first
 //! (a shard, the timeout, CLIENT UNBLOCK, or the client leaving) must win
-//! its `claimed` flag, so it is served exactly once; stale queue entries of
-//! claimed waiters are dropped when met.
+//! its claim, so it is served exactly once; stale queue entries of finished
+//! waiters are dropped when met. A shard that tries to serve a waiter holds
+//! a temporary claim; another shard that meets it meanwhile leaves a note
+//! (`missed`), and a try that finds nothing then sends the client back to
+//! redo its command ([`Wake::Retry`]) so that no wakeup is lost.
 
 use crate::commands::Ctx;
 use crate::server::client::{Client, Tx};
 use crate::server::resp::Reply;
 use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,7 +48,12 @@ pub struct Waiter {
     pub resp3: bool,
     /// The reply when the timeout passes (or CLIENT UNBLOCK ... TIMEOUT).
     pub timeout_reply: Reply,
-    claimed: AtomicBool,
+    /// The client's socket, to skip a client that hung up.
+    pub fd: i32,
+    /// FREE, TRYING (a shard is running `serve`) or DONE.
+    state: AtomicU8,
+    /// Set when a shard met the waiter while another one was trying it.
+    missed: AtomicBool,
     serve: Box<ServeFn>,
     done: Mutex<Option<oneshot::Sender<Wake>>>,
 }
@@ -53,7 +62,7 @@ impl std::fmt::Debug for Waiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Waiter")
             .field("client_id", &self.client_id)
-            .field("claimed", &self.is_claimed())
+            .field("state", &self.state.load(Ordering::SeqCst))
             .finish()
     }
 }
@@ -64,6 +73,7 @@ impl Waiter {
         client_id: u64,
         db: usize,
         resp3: bool,
+        fd: i32,
         timeout_reply: Reply,
         serve: Box<ServeFn>,
     ) -> (Waiter, oneshot::Receiver<Wake>) {
@@ -73,28 +83,66 @@ impl Waiter {
             db,
             resp3,
             timeout_reply,
-            claimed: AtomicBool::new(false),
+            fd,
+            state: AtomicU8::new(FREE),
+            missed: AtomicBool::new(false),
             serve,
             done: Mutex::new(Some(tx)),
         };
         (w, rx)
     }
 
-    /// Takes the right to serve this waiter; false if someone else has it.
+    /// Takes the right to end this wait for good; false if it is ended or a
+    /// shard is trying it right now.
     pub fn try_claim(&self) -> bool {
-        self.claimed
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        self.state
+            .compare_exchange(FREE, DONE, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     }
 
-    /// Gives the right back (the serve attempt found nothing).
-    fn unclaim(&self) {
-        self.claimed.store(false, Ordering::Release);
+    /// Takes the temporary right to try serving this waiter on this shard.
+    fn claim_to_try(&self) -> Claim {
+        loop {
+            match self
+                .state
+                .compare_exchange(FREE, TRYING, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return Claim::Got,
+                Err(DONE) => return Claim::Done,
+                Err(_) => {
+                    // Another shard is trying: leave it a note, then look
+                    // again in case it let go before seeing the note.
+                    self.missed.store(true, Ordering::SeqCst);
+                    if self.state.load(Ordering::SeqCst) == TRYING {
+                        return Claim::Busy;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a try that found nothing. If another shard met the waiter
+    /// meanwhile, the client redoes its command instead of waiting on.
+    fn release_try(&self) {
+        self.state.store(FREE, Ordering::SeqCst);
+        if self.missed.swap(false, Ordering::SeqCst) && self.try_claim() {
+            self.finish(Wake::Retry);
+        }
+    }
+
+    /// Ends a try that served the waiter.
+    fn end_try(&self) {
+        self.state.store(DONE, Ordering::SeqCst);
     }
 
     /// True once served or cancelled.
     pub fn is_claimed(&self) -> bool {
-        self.claimed.load(Ordering::Acquire)
+        self.state.load(Ordering::SeqCst) == DONE
+    }
+
+    /// Ends the wait without an outcome (the client went away).
+    fn abandon(&self) {
+        drop(self.done.lock().unwrap().take());
     }
 
     /// Sends the outcome to the blocked client. Call after winning the claim.
@@ -110,48 +158,102 @@ impl Waiter {
     }
 }
 
-/// Serves the waiters of every key marked ready on this shard, in FIFO order
-/// per key, until each ready key runs dry or its queue empties.
+/// Claim states of a [`Waiter`].
+const FREE: u8 = 0;
+const TRYING: u8 = 1;
+const DONE: u8 = 2;
+
+/// What trying to claim a waiter for a serve attempt gave.
+enum Claim {
+    Got,
+    Busy,
+    Done,
+}
+
+/// Serves the waiters of every key marked ready on this shard: keys in the
+/// order they became ready, each key's waiters in the order they blocked,
+/// until the key is gone or its queue is done.
 pub fn serve_ready(shard: &mut super::Shard) {
     if !super::db::take_any_ready() {
         return;
     }
     for db in 0..shard.dbs.len() {
-        while let Some(key) = shard.dbs[db].take_ready() {
-            let Some(mut queue) = shard.dbs[db].blocked.remove(&key) else {
-                continue;
-            };
-            while let Some(w) = queue.front().cloned() {
-                if !w.try_claim() {
-                    queue.pop_front();
-                    continue;
-                }
-                let mut ctx = Ctx {
-                    shard,
-                    db,
-                    now_ms: super::unix_ms(),
-                    resp3: w.resp3,
-                    touch: true,
-                };
-                match w.serve(&mut ctx, &key) {
-                    Some(wake) => {
-                        queue.pop_front();
-                        w.finish(wake);
-                    }
-                    None => {
-                        w.unclaim();
-                        break;
-                    }
-                }
+        loop {
+            let mut keys = Vec::new();
+            while let Some(k) = shard.dbs[db].take_ready() {
+                keys.push(k);
             }
-            if !queue.is_empty() {
-                // Waiters that blocked while we served (none can: serving is
-                // synchronous) would be in a fresh queue; keep FIFO order.
-                let fresh = shard.dbs[db].blocked.remove(&key).unwrap_or_default();
-                queue.extend(fresh);
-                shard.dbs[db].blocked.insert(key, queue);
+            if keys.is_empty() {
+                break;
+            }
+            // `take_ready` hands out the latest first.
+            for key in keys.into_iter().rev() {
+                serve_key(shard, db, key);
             }
         }
+    }
+}
+
+/// Serves `key`'s queue in FIFO order. A waiter the key cannot serve (of
+/// another type: BLPOP on a key that became a sorted set) keeps its place
+/// and the next one is tried, as Redis 7.0 skips clients blocked for
+/// another type; serving stops once the key is gone.
+fn serve_key(shard: &mut super::Shard, db: usize, key: Vec<u8>) {
+    let Some(mut queue) = shard.dbs[db].blocked.remove(&key) else {
+        return;
+    };
+    let mut kept = VecDeque::with_capacity(queue.len());
+    while let Some(w) = queue.pop_front() {
+        match w.claim_to_try() {
+            Claim::Done => continue,
+            Claim::Busy => {
+                kept.push_back(w);
+                continue;
+            }
+            Claim::Got => {}
+        }
+        if peer_closed(w.fd) {
+            // Hung up: serving it would lose the data.
+            w.end_try();
+            w.abandon();
+            continue;
+        }
+        let now_ms = super::unix_ms();
+        let mut ctx = Ctx {
+            shard,
+            db,
+            now_ms,
+            resp3: w.resp3,
+            touch: true,
+        };
+        match w.serve(&mut ctx, &key) {
+            Some(Wake::Reply(r)) => {
+                w.end_try();
+                w.finish(Wake::Reply(r));
+            }
+            Some(Wake::Retry) => {
+                // The client redoes its command under locks; the waiters
+                // behind it wait for that, to keep their order.
+                w.end_try();
+                w.finish(Wake::Retry);
+                break;
+            }
+            None => {
+                w.release_try();
+                kept.push_back(w);
+            }
+        }
+        if shard.dbs[db].peek(&key, now_ms).is_none() {
+            break;
+        }
+    }
+    kept.extend(queue);
+    // Serving is synchronous, so nobody queued meanwhile; keep FIFO anyway.
+    if let Some(fresh) = shard.dbs[db].blocked.remove(&key) {
+        kept.extend(fresh);
+    }
+    if !kept.is_empty() {
+        shard.dbs[db].blocked.insert(key, kept);
     }
 }
 
@@ -166,6 +268,11 @@ pub struct BlockSpec {
     pub timeout: Option<Duration>,
     /// The reply when the time runs out.
     pub timeout_reply: Reply,
+    /// The immediate attempt on one key, under the locks: like `serve`, but
+    /// a key of the wrong type ends the command with WRONGTYPE, as Redis
+    /// checks types before blocking (while a blocked client ignores a key
+    /// that becomes another type).
+    pub first: Arc<ServeFn>,
     /// Serves the client from one ready key on its shard.
     pub serve: Arc<ServeFn>,
 }
@@ -174,37 +281,103 @@ pub struct BlockSpec {
 /// [`BlockSpec::lock`]; `None` if there was nothing to take after all.
 pub type RetryFn = dyn for<'a> Fn(&'a Client, &'a Tx) -> LocalBoxFuture<'a, Option<Reply>>;
 
-/// Parses a blocking timeout in seconds (fractions allowed) as Redis does;
-/// zero means forever.
+/// Parses a blocking timeout in seconds (fractions allowed) as Redis 7.0's
+/// `getTimeoutFromObjectOrReply` does: a `long double` (`string2ld`), times
+/// 1000 in `long double`, rounded up (`ceill`) and cast to `long long`. So
+/// -0.0005 waits forever like 0, 0.0001 waits 1 ms, and infinities or
+/// values whose milliseconds overflow the cast (`LLONG_MIN` on x86-64) are
+/// "negative". `None` means forever.
 pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Reply> {
-    let secs = crate::commands::parse_f64(arg)
-        .filter(|v| v.is_finite())
-        .ok_or(Reply::StaticError(
-            "ERR timeout is not a float or out of range",
-        ))?;
-    if secs < 0.0 {
+    const NOT_FLOAT: Reply = Reply::StaticError("ERR timeout is not a float or out of range");
+    if crate::commands::longdouble::LongDouble::parse(arg).is_none() {
+        return Err(NOT_FLOAT);
+    }
+    let ms = x87_bits(arg).map_or(i64::MIN, ceil_ms);
+    if ms < 0 {
         return Err(Reply::StaticError("ERR timeout is negative"));
     }
-    let ms = secs * 1000.0;
-    if ms > i64::MAX as f64 {
-        return Err(Reply::StaticError("ERR timeout is out of range"));
+    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
+}
+
+/// The 80-bit `long double` that glibc's `strtold` reads from `arg` (through
+/// `sscanf("%Lf")`, which shares its conversion): sign, biased exponent and
+/// 64-bit mantissa. `None` if it cannot be read.
+fn x87_bits(arg: &[u8]) -> Option<(bool, u16, u64)> {
+    let cs = std::ffi::CString::new(arg).ok()?;
+    let mut raw = [0u8; 16];
+    // SAFETY: `%Lf` stores one `long double` (10 bytes on x86-64, at most
+    // 16 anywhere) into `raw`; both strings are NUL-terminated.
+    let n = unsafe { libc::sscanf(cs.as_ptr(), c"%Lf".as_ptr(), raw.as_mut_ptr()) };
+    if n != 1 || !cfg!(target_arch = "x86_64") {
+        return None;
     }
-    // Redis rounds the milliseconds down (0.0005 s waits forever, as 0).
-    let ms = ms as u64;
-    Ok((ms > 0).then(|| Duration::from_millis(ms)))
+    let mantissa = u64::from_le_bytes(raw[..8].try_into().ok()?);
+    let se = u16::from_le_bytes([raw[8], raw[9]]);
+    Some((se & 0x8000 != 0, se & 0x7fff, mantissa))
+}
+
+/// `(long long) ceill(x * 1000.0)` for an x87 `long double` x, with the
+/// product rounded to 64 significant bits (to nearest, ties to even) as
+/// the FPU does, and `LLONG_MIN` when the result does not fit.
+fn ceil_ms((neg, exp, mantissa): (bool, u16, u64)) -> i64 {
+    if exp == 0x7fff {
+        return i64::MIN; // inf or NaN
+    }
+    if mantissa == 0 {
+        return 0;
+    }
+    // x = mantissa * 2^(exp - 16383 - 63); denormals use exponent 1.
+    let mut k = exp.max(1) as i32 - 16383 - 63;
+    let mut p = mantissa as u128 * 1000;
+    let bits = 128 - p.leading_zeros() as i32;
+    if bits > 64 {
+        let shift = bits - 64;
+        let rem = p & ((1u128 << shift) - 1);
+        let half = 1u128 << (shift - 1);
+        p >>= shift;
+        k += shift;
+        if rem > half || (rem == half && p & 1 == 1) {
+            p += 1;
+            if p >> 64 != 0 {
+                p >>= 1;
+                k += 1;
+            }
+        }
+    }
+    // |x * 1000| = p * 2^k; round towards +inf.
+    let magnitude: u128 = if k >= 0 {
+        if k >= 64 {
+            return i64::MIN;
+        }
+        p << k
+    } else if k <= -128 {
+        // Below one: ceil gives 1 when positive, 0 when negative.
+        return if neg { 0 } else { 1 };
+    } else {
+        let int = p >> -k;
+        let frac = p & ((1u128 << -k) - 1) != 0;
+        if neg { int } else { int + frac as u128 }
+    };
+    match (neg, i64::try_from(magnitude)) {
+        (false, Ok(v)) => v,
+        (true, Ok(v)) => -v,
+        // Out of range for the cast; -2^63 itself happens to be LLONG_MIN.
+        _ => i64::MIN,
+    }
 }
 
 /// Runs a blocking command: serves at once if a key can, otherwise blocks
 /// until a key serves the client, the timeout passes, CLIENT UNBLOCK, or the
 /// client disconnects.
 pub async fn block(c: &Client, spec: BlockSpec, retry: &RetryFn) -> Reply {
-    let deadline = spec.timeout.map(|t| Instant::now() + t);
+    // A deadline beyond what Instant can hold is as good as none.
+    let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let tx = c.lock_keys(&spec.lock).await;
         for key in &spec.wait {
-            let serve = spec.serve.clone();
+            let first = spec.first.clone();
             let k = key.clone();
-            match tx.run(c.shard_of(key), move |ctx| serve(ctx, &k)).await {
+            match tx.run(c.shard_of(key), move |ctx| first(ctx, &k)).await {
                 Some(Wake::Reply(r)) => return r,
                 Some(Wake::Retry) => {
                     if let Some(r) = retry(c, &tx).await {
@@ -218,10 +391,12 @@ pub async fn block(c: &Client, spec: BlockSpec, retry: &RetryFn) -> Reply {
             return spec.timeout_reply;
         }
         let serve = spec.serve.clone();
+        let fd = c.info.borrow().fd;
         let (waiter, rx) = Waiter::new(
             c.id,
             c.db,
             c.resp3,
+            fd,
             spec.timeout_reply.clone(),
             Box::new(move |ctx: &mut Ctx<'_>, k: &[u8]| serve(ctx, k)),
         );
@@ -247,7 +422,6 @@ pub async fn block(c: &Client, spec: BlockSpec, retry: &RetryFn) -> Reply {
         }
         c.info.borrow_mut().blocked = Some(w.clone());
         drop(tx);
-        let fd = c.info.borrow().fd;
         let outcome = wait(rx, &w, deadline, fd).await;
         c.info.borrow_mut().blocked = None;
         drop(reg);
@@ -268,24 +442,30 @@ async fn wait(
     fd: i32,
 ) -> Option<Wake> {
     use futures::FutureExt;
+    let mut tick = CLOSE_CHECK;
     loop {
-        let tick = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(CLOSE_CHECK),
-            None => CLOSE_CHECK,
-        };
+        if let Some(d) = deadline {
+            tick = tick.min(d.saturating_duration_since(Instant::now()));
+        }
         let mut sleep = Box::pin(glommio::timer::sleep(tick).fuse());
         futures::select_biased! {
             wake = (&mut rx).fuse() => return wake.ok(),
             _ = sleep => {}
         }
+        tick = CLOSE_CHECK;
         let expired = deadline.is_some_and(|d| Instant::now() >= d);
-        if (expired || peer_closed(fd)) && w.try_claim() {
+        if !(expired || peer_closed(fd)) {
+            continue;
+        }
+        if w.try_claim() {
             return None;
         }
         if w.is_claimed() {
             // Served (or unblocked) meanwhile: the outcome is on its way.
             return rx.await.ok();
         }
+        // A shard is trying to serve it right now: look again shortly.
+        tick = Duration::from_millis(1);
     }
 }
 
@@ -319,15 +499,22 @@ struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.waiter.try_claim();
-        let id = self.waiter.client_id;
         for (shard, keys) in std::mem::take(&mut self.parts) {
             let db = self.db;
+            let w = self.waiter.clone();
+            // Removes this registration's entries only: the same client may
+            // already wait again under a new registration.
             self.global.post(
                 shard,
                 Box::new(move || {
                     super::with_shard(|s| {
                         for k in &keys {
-                            s.dbs[db].remove_waiter(k, id);
+                            if let Some(q) = s.dbs[db].blocked.get_mut(&k[..]) {
+                                q.retain(|x| !Arc::ptr_eq(x, &w));
+                                if q.is_empty() {
+                                    s.dbs[db].blocked.remove(&k[..]);
+                                }
+                            }
                         }
                     })
                 }),
@@ -339,8 +526,13 @@ impl Drop for Registration {
 /// CLIENT UNBLOCK: ends a client's wait with its timeout reply, or with an
 /// UNBLOCKED error. True if the client was blocked and is now unblocked.
 pub fn unblock(w: &Waiter, with_error: bool) -> bool {
-    if !w.try_claim() {
-        return false;
+    // A shard may be trying to serve it this very moment (a short,
+    // synchronous attempt on another thread): wait for that to settle.
+    while !w.try_claim() {
+        if w.is_claimed() {
+            return false;
+        }
+        std::hint::spin_loop();
     }
     let reply = if with_error {
         Reply::StaticError("UNBLOCKED client unblocked via CLIENT UNBLOCK")
@@ -349,4 +541,36 @@ pub fn unblock(w: &Waiter, with_error: bool) -> bool {
     };
     w.finish(Wake::Reply(reply));
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_timeout;
+
+    fn ms(s: &str) -> Result<Option<u64>, String> {
+        parse_timeout(s.as_bytes())
+            .map(|d| d.map(|d| d.as_millis() as u64))
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn timeouts_round_like_redis() {
+        assert_eq!(ms("0"), Ok(None));
+        assert_eq!(ms("-0"), Ok(None));
+        assert_eq!(ms("1"), Ok(Some(1000)));
+        assert_eq!(ms("0.01"), Ok(Some(10)));
+        assert_eq!(ms("0.0001"), Ok(Some(1)));
+        assert_eq!(ms("1e-400"), Ok(Some(1)));
+        assert_eq!(ms("-1e-400"), Ok(None));
+        assert_eq!(ms("-0.0009"), Ok(None));
+        // -0.001L * 1000 rounds to just above -1 in long double.
+        assert_eq!(ms("-0.001"), Ok(None));
+        assert_eq!(ms("0x10"), Ok(Some(16000)));
+        assert_eq!(ms("1.5"), Ok(Some(1500)));
+        assert!(ms("-0.002").is_err());
+        assert!(ms("inf").is_err());
+        assert!(ms("1e400").is_err());
+        assert!(ms("9.3e15").is_err());
+        assert_eq!(ms("9.2e15"), Ok(Some(9_200_000_000_000_000_000)));
+    }
 }
