@@ -502,3 +502,29 @@ fn every_element_delivered_exactly_once() {
     let dup: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
     assert!(dup.is_empty(), "delivered more than once: {dup:?}");
 }
+
+/// SWAPDB serves a client blocked on a key that the swapped-in database
+/// holds, as Redis does; same transcript on both servers.
+#[test]
+fn swapdb_serves_blocked_clients() {
+    let redis = Proc::redis(&[]);
+    let ours = Proc::ringkv(4, &[]);
+    let mut transcripts = Vec::new();
+    for port in [redis.port, ours.port] {
+        let mut waiter = Conn::new(port);
+        let mut other = Conn::new(port);
+        waiter.send(&["SELECT", "1"]);
+        let mut out = vec![waiter.reply()];
+        waiter.send(&["BLPOP", "q", "5"]);
+        std::thread::sleep(Duration::from_millis(200));
+        other.send(&["RPUSH", "q", "hello"]);
+        out.push(other.reply());
+        other.send(&["SWAPDB", "0", "1"]);
+        out.push(other.reply());
+        out.push(waiter.reply());
+        other.send(&["LLEN", "q"]);
+        out.push(other.reply());
+        transcripts.push(out);
+    }
+    assert_eq!(transcripts[0], transcripts[1]);
+}

@@ -872,7 +872,24 @@ fn swapdb(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         }
         let (a, b) = (a as usize, b as usize);
         let tx = c.lock_all().await;
-        run_on_all(c.global, move |s: &mut Shard| s.dbs.swap(a, b)).await;
+        run_on_all(c.global, move |s: &mut Shard| {
+            s.dbs.swap(a, b);
+            // Blocked clients stay with their database index, as in Redis,
+            // and are served if the swapped-in data can serve them.
+            if a != b {
+                let (x, y) = (a.min(b), a.max(b));
+                let (lo, hi) = s.dbs.split_at_mut(y);
+                std::mem::swap(&mut lo[x].blocked, &mut hi[0].blocked);
+            }
+            for db in [a, b] {
+                let keys: Vec<Vec<u8>> = s.dbs[db].blocked.keys().cloned().collect();
+                for k in keys {
+                    s.dbs[db].mark_ready(&k);
+                }
+            }
+            crate::shard::blocking::serve_ready(s);
+        })
+        .await;
         drop(tx);
         OK
     })
