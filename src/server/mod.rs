@@ -44,11 +44,6 @@ pub fn usable_cpus() -> Vec<usize> {
     }
 }
 
-/// How long a shard runs tasks before it checks io_uring for completed I/O.
-/// glommio's default (100 ms) would let a busy task queue (spinning readers,
-/// background freeing) starve clients waiting on I/O for that long.
-const PREEMPT_TIMER: std::time::Duration = std::time::Duration::from_micros(500);
-
 /// A running server.
 pub struct Server {
     global: &'static Global,
@@ -114,7 +109,6 @@ impl Server {
             let ready = ready_tx.clone();
             let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{id}"))
-                .preempt_timer(PREEMPT_TIMER)
                 .spawn(move || async move {
                     Shard::install(id, global);
                     let listener = match listen_socket(addr, true).and_then(|s| {

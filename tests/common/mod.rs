@@ -168,6 +168,23 @@ impl Raw {
             .expect("connection closed before the reply")
     }
 
+    /// Sends a command and reads its reply; None on timeout or close.
+    pub fn try_cmd(&mut self, args: &[&[u8]]) -> Option<Vec<u8>> {
+        self.send_cmd(args);
+        loop {
+            if let Some(n) = frame_len(&self.buf) {
+                let out = self.buf[..n].to_vec();
+                self.buf.drain(..n);
+                return Some(out);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// Sends a command given as strings.
     pub fn cmd_str(&mut self, args: &[&str]) -> Vec<u8> {
         let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
@@ -421,7 +438,14 @@ pub fn diff_script(
                 }
                 let args: Vec<&[u8]> = step.args.iter().map(|a| a.as_slice()).collect();
                 let want = a.cmd(&args);
-                let got = b.cmd(&args);
+                let Some(got) = b.try_cmd(&args) else {
+                    panic!(
+                        "{name}:{} [{} RESP{proto}] no reply within the deadline to {}",
+                        step.line,
+                        rk.label,
+                        String::from_utf8_lossy(&step.args.join(&b' '))
+                    );
+                };
                 if !same(step.mode, &want, &got) {
                     failures.push(format!(
                         "{name}:{} [{} RESP{proto}] {}\n    redis:  {:?}\n    ringkv: {:?}",
