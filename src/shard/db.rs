@@ -90,16 +90,6 @@ impl Db {
         self.blocked.entry(key.to_vec()).or_default().push_back(w);
     }
 
-    /// Removes a client's entries from `key`'s queue.
-    pub fn remove_waiter(&mut self, key: &[u8], client_id: u64) {
-        if let Some(q) = self.blocked.get_mut(key) {
-            q.retain(|w| w.client_id != client_id);
-            if q.is_empty() {
-                self.blocked.remove(key);
-            }
-        }
-    }
-
     /// Number of keys, including expired ones not yet reclaimed.
     pub fn len(&self) -> usize {
         self.dict.len()
