@@ -50,10 +50,7 @@ const LFU_INIT_VAL: u32 = 5;
 /// How DUMP shapes its output: `rdbcompression` (default yes) and the list
 /// node size.
 fn write_options(s: &Shard) -> WriteOptions {
-    WriteOptions {
-        compress: s.config.get("rdbcompression") != Some("no"),
-        list_fill: Thresholds::from_config(&s.config).list_max_listpack_size,
-    }
+    WriteOptions::from_config(&s.config)
 }
 
 fn lfu_policy(s: &Shard) -> bool {
@@ -188,6 +185,7 @@ fn restore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         value,
         expire_at: expire_at as u64,
         lru: restored_lru(lfu, &o, now),
+        snap_mark: false,
     });
     OK
 }

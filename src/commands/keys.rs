@@ -779,6 +779,7 @@ fn copy_write(db: &mut Db, key: &[u8], src: Entry, replace: bool, now: u64) -> b
         value: src.value,
         expire_at: src.expire_at,
         lru: lru_clock(now),
+        snap_mark: false,
     });
     true
 }

@@ -88,6 +88,16 @@ pub struct WriteOptions {
     pub list_fill: i64,
 }
 
+impl WriteOptions {
+    /// The options in force: `rdbcompression` and `list-max-listpack-size`.
+    pub fn from_config(c: &crate::config::Config) -> WriteOptions {
+        WriteOptions {
+            compress: c.get("rdbcompression") != Some("no"),
+            list_fill: Thresholds::from_config(c).list_max_listpack_size,
+        }
+    }
+}
+
 impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
@@ -455,15 +465,22 @@ impl Src for SliceSrc<'_> {
 pub struct IoSrc<R: Read> {
     r: BufReader<R>,
     crc: u64,
+    pos: u64,
 }
 
 impl<R: Read> IoSrc<R> {
     /// Wraps a reader.
     pub fn new(r: R) -> Self {
         IoSrc {
-            r: BufReader::new(r),
+            r: BufReader::with_capacity(1 << 20, r),
             crc: 0,
+            pos: 0,
         }
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.pos
     }
 }
 
@@ -471,6 +488,7 @@ impl<R: Read> Src for IoSrc<R> {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), RdbError> {
         self.r.read_exact(buf)?;
         self.crc = crc64::crc64(self.crc, buf);
+        self.pos += buf.len() as u64;
         Ok(())
     }
 
@@ -481,6 +499,7 @@ impl<R: Read> Src for IoSrc<R> {
             return Err(RdbError::Truncated);
         }
         self.crc = crc64::crc64(self.crc, &v);
+        self.pos += n;
         Ok(v)
     }
 }
@@ -876,6 +895,7 @@ pub struct RdbWriter<W: Write> {
     buf: Vec<u8>,
     crc: u64,
     opts: WriteOptions,
+    checksum: bool,
 }
 
 impl<W: Write> RdbWriter<W> {
@@ -886,6 +906,7 @@ impl<W: Write> RdbWriter<W> {
             buf: Vec::with_capacity(64 * 1024),
             crc: 0,
             opts,
+            checksum: true,
         };
         me.buf
             .extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
@@ -904,6 +925,23 @@ impl<W: Write> RdbWriter<W> {
         self.w.write_all(&self.buf)?;
         self.buf.clear();
         Ok(())
+    }
+
+    /// `rdbchecksum no`: the trailer is written as zero, which readers accept.
+    pub fn without_checksum(mut self) -> Self {
+        self.checksum = false;
+        self
+    }
+
+    /// Appends records already serialized with [`write_key_record`].
+    pub fn raw(&mut self, records: &[u8]) -> std::io::Result<()> {
+        if records.len() < 64 * 1024 {
+            self.buf.extend_from_slice(records);
+            return self.maybe_flush();
+        }
+        self.flush_buf()?;
+        self.crc = crc64::crc64(self.crc, records);
+        self.w.write_all(records)
     }
 
     /// Writes one aux field.
@@ -947,13 +985,7 @@ impl<W: Write> RdbWriter<W> {
         enc: Encoding,
         expire_ms: Option<i64>,
     ) -> std::io::Result<()> {
-        if let Some(ms) = expire_ms {
-            self.buf.push(opcodes::EXPIRETIME_MS);
-            self.buf.extend_from_slice(&ms.to_le_bytes());
-        }
-        self.buf.push(rdb_type(value, enc));
-        write_string(&mut self.buf, key, self.opts.compress);
-        write_value(&mut self.buf, value, enc, &self.opts);
+        write_key_record(&mut self.buf, key, value, enc, expire_ms, &self.opts);
         self.maybe_flush()
     }
 
@@ -961,10 +993,29 @@ impl<W: Write> RdbWriter<W> {
     pub fn finish(mut self) -> std::io::Result<W> {
         self.buf.push(opcodes::EOF);
         self.flush_buf()?;
-        self.w.write_all(&self.crc.to_le_bytes())?;
+        let crc = if self.checksum { self.crc } else { 0 };
+        self.w.write_all(&crc.to_le_bytes())?;
         self.w.flush()?;
         Ok(self.w)
     }
+}
+
+/// Appends one key record: optional `EXPIRETIME_MS`, type, key and value.
+pub fn write_key_record(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    value: &RdbValue,
+    enc: Encoding,
+    expire_ms: Option<i64>,
+    opts: &WriteOptions,
+) {
+    if let Some(ms) = expire_ms {
+        out.push(opcodes::EXPIRETIME_MS);
+        out.extend_from_slice(&ms.to_le_bytes());
+    }
+    out.push(rdb_type(value, enc));
+    write_string(out, key, opts.compress);
+    write_value(out, value, enc, opts);
 }
 
 /// One key read from an RDB file.
@@ -987,6 +1038,7 @@ pub struct KeyRecord {
 /// Streams the keys of an RDB file and checks its CRC64 at the end.
 pub struct RdbReader<R: Read> {
     src: IoSrc<R>,
+    record_start: u64,
     version: u32,
     db: u64,
     done: bool,
@@ -1016,6 +1068,7 @@ impl<R: Read> RdbReader<R> {
         }
         Ok(RdbReader {
             src,
+            record_start: 0,
             version,
             db: 0,
             done: false,
@@ -1024,6 +1077,16 @@ impl<R: Read> RdbReader<R> {
             functions: Vec::new(),
             resize_hint: None,
         })
+    }
+
+    /// Offset in the file of the record being read (or last read).
+    pub fn offset(&self) -> u64 {
+        self.record_start
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.src.position()
     }
 
     /// The file's RDB version.
@@ -1036,6 +1099,7 @@ impl<R: Read> RdbReader<R> {
     pub fn next_key(&mut self) -> Result<Option<KeyRecord>, RdbError> {
         let (mut expire_ms, mut idle_secs, mut freq) = (None, None, None);
         while !self.done {
+            self.record_start = self.src.position();
             let op = self.src.byte()?;
             match op {
                 opcodes::EXPIRETIME => {

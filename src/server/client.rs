@@ -235,35 +235,51 @@ impl Client {
     }
 
     async fn lock(&self, sets: Vec<(usize, LockSet)>) -> Tx {
-        let id = NEXT_TX.fetch_add(1, Ordering::Relaxed);
-        let mut tx = Tx {
-            global: self.global,
-            id,
-            shards: Vec::new(),
-            opts: self.opts(),
-        };
-        for (s, set) in sets {
-            let (done, granted) = oneshot::channel::<()>();
-            let job = move || {
-                glommio::spawn_local(async move {
-                    locks::acquire(id, set).await;
-                    // The coordinator gave up (its client left): let go at once.
-                    if done.send(()).is_err() {
-                        with_shard(|sh| sh.locks.release(id));
-                    }
-                })
-                .detach();
-            };
-            if crate::shard::current_shard_id() == Some(s) {
-                job();
-            } else {
-                self.global.post(s, Box::new(job));
-            }
-            granted.await.expect("shard stopped while locking");
-            tx.shards.push(s);
-        }
-        tx
+        lock_sets(self.global, self.opts(), sets).await
     }
+}
+
+/// Locks every shard, in order, for a server-wide operation that has no
+/// client (a scheduled save); the [`Tx`] runs in database 0.
+pub async fn lock_all_shards(global: &'static Global) -> Tx {
+    let sets = (0..global.nshards).map(|s| (s, LockSet::All)).collect();
+    let opts = CallOpts {
+        db: 0,
+        resp3: false,
+        touch: false,
+    };
+    lock_sets(global, opts, sets).await
+}
+
+async fn lock_sets(global: &'static Global, opts: CallOpts, sets: Vec<(usize, LockSet)>) -> Tx {
+    let id = NEXT_TX.fetch_add(1, Ordering::Relaxed);
+    let mut tx = Tx {
+        global,
+        id,
+        shards: Vec::new(),
+        opts,
+    };
+    for (s, set) in sets {
+        let (done, granted) = oneshot::channel::<()>();
+        let job = move || {
+            glommio::spawn_local(async move {
+                locks::acquire(id, set).await;
+                // The coordinator gave up (its client left): let go at once.
+                if done.send(()).is_err() {
+                    with_shard(|sh| sh.locks.release(id));
+                }
+            })
+            .detach();
+        };
+        if crate::shard::current_shard_id() == Some(s) {
+            job();
+        } else {
+            global.post(s, Box::new(job));
+        }
+        granted.await.expect("shard stopped while locking");
+        tx.shards.push(s);
+    }
+    tx
 }
 
 /// An atomic multi-shard operation holding key locks; see [`Client::lock_keys`].

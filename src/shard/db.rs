@@ -119,6 +119,11 @@ impl Db {
         &self.dict
     }
 
+    /// The underlying dict, to begin and advance snapshots.
+    pub(crate) fn dict_mut(&mut self) -> &mut Dict {
+        &mut self.dict
+    }
+
     fn is_expired(e: &Entry, now_ms: u64) -> bool {
         e.expire_at != 0 && e.expire_at <= now_ms
     }
@@ -183,6 +188,7 @@ impl Db {
             value,
             expire_at,
             lru: lru_clock(now_ms),
+            snap_mark: false,
         });
         if let Some(o) = &old {
             self.untrack(o.expire_at);
@@ -257,8 +263,9 @@ impl Db {
         }
     }
 
-    /// Removes every key.
+    /// Removes every key. A running snapshot first saves what it still needs.
     pub fn clear(&mut self) -> Dict {
+        self.dict.snapshot_finish();
         self.expires = 0;
         self.expire_sum = 0;
         self.sweep_pos = 0;

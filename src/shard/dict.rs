@@ -13,6 +13,13 @@
 //! whole segments in prefix order, so it stays valid however the table grows,
 //! and every key present for the whole scan is returned at least once (exactly
 //! once, since segments never merge). Snapshots iterate segment by segment too.
+//!
+//! Point-in-time snapshots are copy-on-write per entry: [`Dict::snapshot_begin`]
+//! flips the dict's parity, which makes every entry "unsaved" at once; the
+//! snapshot walks the table in slices ([`Dict::snapshot_step`]), and every
+//! path that changes or drops an unsaved entry (`get_mut`, `insert`, `remove`,
+//! `sweep`) first hands its current contents to the snapshot's sink. Entries
+//! inserted during the snapshot carry the new parity and are not saved.
 
 use super::value::Entry;
 use hashbrown::HashTable;
@@ -34,6 +41,28 @@ fn hasher() -> ahash::RandomState {
     )
 }
 
+/// Receives each entry of a snapshot, as it was when the snapshot began.
+pub type SnapshotSink = Box<dyn FnMut(&Entry)>;
+
+/// A running snapshot: its caller's tag, sink and walk position (in cursor
+/// space).
+struct SnapState {
+    tag: usize,
+    sink: SnapshotSink,
+    pos: u64,
+}
+
+/// Hands `e` to the snapshot sink if the running snapshot has not saved it yet.
+#[inline]
+fn save_unsaved(snap: &mut Option<Box<SnapState>>, parity: bool, e: &mut Entry) {
+    if let Some(st) = snap
+        && e.snap_mark != parity
+    {
+        (st.sink)(e);
+        e.snap_mark = parity;
+    }
+}
+
 struct Segment {
     depth: u32,
     table: HashTable<Entry>,
@@ -46,6 +75,9 @@ pub struct Dict {
     global_depth: u32,
     segments: Vec<Segment>,
     len: usize,
+    /// Parity of saved entries (see the module doc).
+    parity: bool,
+    snap: Option<Box<SnapState>>,
 }
 
 impl Default for Dict {
@@ -74,6 +106,8 @@ impl Dict {
                 table: HashTable::new(),
             }],
             len: 0,
+            parity: false,
+            snap: None,
         }
     }
 
@@ -114,19 +148,23 @@ impl Dict {
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
         let h = self.hash(key);
         let i = self.seg_index(h);
-        self.segments[i]
+        let e = self.segments[i]
             .table
-            .find_mut(inner(h), |e| e.key.as_slice() == key)
+            .find_mut(inner(h), |e| e.key.as_slice() == key)?;
+        save_unsaved(&mut self.snap, self.parity, e);
+        Some(e)
     }
 
     /// Inserts an entry, returning the entry it replaced.
-    pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
+    pub fn insert(&mut self, mut entry: Entry) -> Option<Entry> {
+        entry.snap_mark = self.parity;
         let h = self.hash(&entry.key);
         let mut i = self.seg_index(h);
         if let Some(slot) = self.segments[i]
             .table
             .find_mut(inner(h), |e| e.key == entry.key)
         {
+            save_unsaved(&mut self.snap, self.parity, slot);
             return Some(std::mem::replace(slot, entry));
         }
         if self.segments[i].table.len() >= SEGMENT_MAX {
@@ -151,7 +189,9 @@ impl Dict {
         match found {
             Ok(occ) => {
                 self.len -= 1;
-                Some(occ.remove().0)
+                let mut e = occ.remove().0;
+                save_unsaved(&mut self.snap, self.parity, &mut e);
+                Some(e)
             }
             Err(_) => None,
         }
@@ -231,8 +271,12 @@ impl Dict {
             let seg = &mut self.segments[self.dir[slot as usize] as usize];
             seen += seg.table.len() + 1;
             let mut gone = 0;
+            let (snap, parity) = (&mut self.snap, self.parity);
             seg.table.retain(|e| {
                 let out = remove(e);
+                if out {
+                    save_unsaved(snap, parity, e);
+                }
                 gone += out as usize;
                 !out
             });
@@ -244,6 +288,53 @@ impl Dict {
             }
         }
         pos
+    }
+
+    /// Starts a snapshot: every entry present now becomes unsaved and will
+    /// reach `sink` exactly once, either from [`Dict::snapshot_step`] or just
+    /// before it is changed or removed. `tag` identifies the snapshot to its
+    /// caller. Ends any running snapshot first.
+    pub fn snapshot_begin(&mut self, tag: usize, sink: SnapshotSink) {
+        self.snapshot_finish();
+        self.parity = !self.parity;
+        self.snap = Some(Box::new(SnapState { tag, sink, pos: 0 }));
+    }
+
+    /// The tag of the running snapshot, while it has entries left to save.
+    pub fn snapshot_tag(&self) -> Option<usize> {
+        self.snap.as_ref().map(|s| s.tag)
+    }
+
+    /// Saves up to `budget` unsaved entries, in segment order. Returns true
+    /// (and drops the sink) once every entry is saved, or if no snapshot runs.
+    pub fn snapshot_step(&mut self, mut budget: usize) -> bool {
+        let Some(st) = self.snap.as_mut() else {
+            return true;
+        };
+        let end = 1u64 << CURSOR_BITS;
+        while st.pos < end {
+            let slot = st.pos >> (CURSOR_BITS - self.global_depth);
+            let seg = &mut self.segments[self.dir[slot as usize] as usize];
+            for e in seg.table.iter_mut() {
+                if e.snap_mark != self.parity {
+                    if budget == 0 {
+                        return false;
+                    }
+                    (st.sink)(e);
+                    e.snap_mark = self.parity;
+                    budget -= 1;
+                }
+            }
+            let width = 1u64 << (CURSOR_BITS - seg.depth);
+            st.pos = (st.pos / width + 1) * width;
+        }
+        self.snap = None;
+        true
+    }
+
+    /// Saves every entry the running snapshot has not saved yet.
+    pub fn snapshot_finish(&mut self) {
+        while !self.snapshot_step(usize::MAX) {}
     }
 
     /// Iterates over all entries.
@@ -289,6 +380,7 @@ mod tests {
             value: Value::Int(1),
             expire_at: 0,
             lru: 0,
+            snap_mark: false,
         }
     }
 
@@ -333,6 +425,53 @@ mod tests {
         }
         for i in 0..20_000 {
             assert!(seen.contains(format!("a:{i}").as_bytes()), "missing a:{i}");
+        }
+    }
+
+    #[test]
+    fn snapshot_sees_the_dict_as_it_was_at_begin() {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+        use std::rc::Rc;
+        let val = |e: &Entry| match e.value {
+            Value::Int(n) => n,
+            _ => unreachable!(),
+        };
+        let mut d = Dict::new();
+        for i in 0..20_000 {
+            d.insert(entry(&format!("k:{i}")));
+        }
+        for round in 0..2 {
+            let expect: HashMap<Vec<u8>, i64> =
+                d.iter().map(|e| (e.key.to_vec(), val(e))).collect();
+            let saved: Rc<RefCell<HashMap<Vec<u8>, i64>>> = Rc::default();
+            let out = saved.clone();
+            d.snapshot_begin(
+                round,
+                Box::new(move |e: &Entry| {
+                    assert!(out.borrow_mut().insert(e.key.to_vec(), val(e)).is_none());
+                }),
+            );
+            let mut i = 0;
+            while !d.snapshot_step(300) {
+                // Overwrite, remove, add and grow between slices.
+                for _ in 0..200 {
+                    let k = format!("k:{}", (i * 7919) % 20_000);
+                    if let Some(e) = d.get_mut(k.as_bytes()) {
+                        e.value = Value::Int(-1);
+                    }
+                    d.remove(format!("k:{}", (i * 104_729) % 20_000).as_bytes());
+                    d.insert(entry(&format!("new:{round}:{i}")));
+                    i += 1;
+                }
+                d.sweep(i as u64 * 1000, 100, |e| e.key.as_slice().ends_with(b"3"));
+            }
+            assert_eq!(d.snapshot_tag(), None);
+            assert_eq!(*saved.borrow(), expect);
+            // Put the values back for the next round.
+            for i in 0..20_000 {
+                d.insert(entry(&format!("k:{i}")));
+            }
         }
     }
 }

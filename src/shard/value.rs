@@ -3,7 +3,7 @@
 //! Layout of one [`Entry`] (64 bytes on x86-64):
 //!
 //! ```text
-//! | key: SmallBytes (24) | value: Value (24) | expire_at: u64 (8) | lru: u32 (4) | pad (4) |
+//! | key: SmallBytes (24) | value: Value (24) | expire_at: u64 (8) | lru: u32 (4) | snap_mark (1) | pad (3) |
 //! ```
 //!
 //! Keys up to 22 bytes and string values up to 22 bytes live inline in the
@@ -208,6 +208,9 @@ pub struct Entry {
     pub(crate) expire_at: u64,
     /// Access clock (seconds, 24 bits as in Redis) for OBJECT IDLETIME and LRU.
     pub(crate) lru: u32,
+    /// Snapshot parity, managed by [`super::dict::Dict`]: an entry is not yet
+    /// saved by the running snapshot while it differs from the dict's parity.
+    pub(crate) snap_mark: bool,
 }
 
 impl Entry {
