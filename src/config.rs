@@ -30,7 +30,17 @@ pub enum Kind {
     Enum(&'static [&'static str]),
     /// `yes` or `no`.
     Bool,
+    /// Save points: pairs of `<seconds> <changes>`, or empty.
+    SavePoints,
+    /// A directory; stored as an absolute path (relative ones resolve from
+    /// the working directory, as Redis's `chdir` does).
+    Dir,
+    /// A file name without any directory part.
+    FileName,
 }
+
+/// Options CONFIG SET refuses as Redis does with `enable-protected-configs no`.
+pub const PROTECTED: &[&str] = &["dir", "dbfilename"];
 
 /// One configuration option.
 #[derive(Debug)]
@@ -237,6 +247,35 @@ pub static OPTIONS: &[OptionSpec] = &[
         "Compress strings with LZF in DUMP payloads (and RDB files).",
     ),
     opt(
+        "save",
+        Kind::SavePoints,
+        "3600 1 300 100 60 10000",
+        true,
+        "Save points: BGSAVE after <seconds> if at least <changes> writes (\"\" disables).",
+    ),
+    opt("dir", Kind::Dir, "./", false, "Directory of the RDB file."),
+    opt(
+        "dbfilename",
+        Kind::FileName,
+        "dump.rdb",
+        false,
+        "File name of the RDB file, in dir.",
+    ),
+    opt(
+        "rdbchecksum",
+        Kind::Bool,
+        "yes",
+        false,
+        "Write a CRC64 trailer in RDB files (no: zero).",
+    ),
+    opt(
+        "stop-writes-on-bgsave-error",
+        Kind::Bool,
+        "yes",
+        true,
+        "Refuse writes while the last background save failed and save points are set.",
+    ),
+    opt(
         "hll-sparse-max-bytes",
         Kind::Memory {
             min: 0,
@@ -359,6 +398,36 @@ pub fn canonical(spec: &'static OptionSpec, value: &str) -> Result<String, Confi
             Ok(range(n, min, max)?.to_string())
         }
         Kind::Str => Ok(value.to_string()),
+        Kind::SavePoints => {
+            let nums: Option<Vec<i64>> = value
+                .split_whitespace()
+                .map(|w| crate::server::resp::parse_i64(w.as_bytes()).filter(|n| *n >= 0))
+                .collect();
+            match nums {
+                Some(n) if n.len() % 2 == 0 => {
+                    Ok(n.iter().map(i64::to_string).collect::<Vec<_>>().join(" "))
+                }
+                _ => Err(bad("Invalid save parameters".into())),
+            }
+        }
+        Kind::Dir => {
+            let p = std::path::Path::new(value);
+            let abs = std::env::current_dir()
+                .map(|cwd| cwd.join(p))
+                .unwrap_or_else(|_| p.to_path_buf());
+            match std::fs::canonicalize(&abs) {
+                Ok(c) if c.is_dir() => Ok(c.display().to_string()),
+                Ok(_) => Err(bad("Not a directory".into())),
+                Err(_) => Err(bad("No such file or directory".into())),
+            }
+        }
+        Kind::FileName => {
+            if value.contains('/') {
+                Err(bad("dbfilename can't be a path, just a filename".into()))
+            } else {
+                Ok(value.to_string())
+            }
+        }
         Kind::Bool => match value.to_ascii_lowercase().as_str() {
             v @ ("yes" | "no") => Ok(v.to_string()),
             _ => Err(bad("argument must be 'yes' or 'no'".to_string())),
@@ -502,6 +571,27 @@ impl Config {
         &self.file
     }
 
+    /// Save points as (seconds, changes) pairs; empty when disabled.
+    pub fn save_points(&self) -> Vec<(u64, u64)> {
+        let n: Vec<u64> = self
+            .get("save")
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        n.chunks_exact(2).map(|p| (p[0], p[1])).collect()
+    }
+
+    /// Path of the RDB file: `dir/dbfilename`, `dir` resolved from the
+    /// working directory when still relative.
+    pub fn rdb_path(&self) -> std::path::PathBuf {
+        let dir = std::path::Path::new(self.get("dir").unwrap_or("./"));
+        let dir = std::env::current_dir()
+            .map(|c| c.join(dir))
+            .unwrap_or_else(|_| dir.to_path_buf());
+        dir.join(self.get("dbfilename").unwrap_or("dump.rdb"))
+    }
+
     /// Log level name.
     pub fn loglevel(&self) -> &str {
         self.get("loglevel").unwrap_or("notice")
@@ -512,6 +602,7 @@ impl Config {
         self.file = std::fs::canonicalize(path)
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| path.to_string());
+        let mut saw_save = false;
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -541,7 +632,15 @@ impl Config {
             if args.len() < 2 {
                 return Err(fail("wrong number of arguments".into()));
             }
-            self.set(&name, &args[1..].join(" "), false)
+            let mut value = args[1..].join(" ");
+            // Several `save` lines add up, as in redis.conf.
+            if name == "save" {
+                if saw_save && !value.is_empty() {
+                    value = format!("{} {value}", self.get("save").unwrap_or(""));
+                }
+                saw_save = true;
+            }
+            self.set(&name, &value, false)
                 .map_err(|e| fail(e.to_string()))?;
         }
         Ok(())

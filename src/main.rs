@@ -115,7 +115,16 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 }
 
 fn main() {
-    let config = match build_config(std::env::args()) {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("check-rdb") {
+        let Some(path) = args.get(2) else {
+            eprintln!("Usage: ringkv check-rdb <rdb-file-name>");
+            std::process::exit(1);
+        };
+        let ok = ringkv::persistence::check::check_rdb(path, &mut std::io::stdout());
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    let config = match build_config(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -135,13 +144,19 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let sig = wait_for_signal(&signals);
-    let name = if sig == libc::SIGINT {
-        "SIGINT"
-    } else {
-        "SIGTERM"
-    };
-    tracing::info!("Received {name}, scheduling shutdown...");
+    loop {
+        let sig = wait_for_signal(&signals);
+        let name = if sig == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        tracing::info!("Received {name}, scheduling shutdown...");
+        if server.save_on_signal() {
+            break;
+        }
+        tracing::warn!("Error trying to save the DB, can't exit.");
+    }
     server.shutdown();
     tracing::info!("ringkv is now ready to exit, bye bye...");
 }

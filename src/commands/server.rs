@@ -719,7 +719,12 @@ fn validate_set(pairs: &[Bytes]) -> Result<Vec<(&'static OptionSpec, String)>, R
             continue;
         }
         if !spec.mutable {
-            failed = Some((name, "can't set immutable config".into()));
+            let why = if config::PROTECTED.contains(&spec.name) {
+                "can't set protected config"
+            } else {
+                "can't set immutable config"
+            };
+            failed = Some((name, why.into()));
             continue;
         }
         if specs.iter().any(|(s, _)| std::ptr::eq(*s, spec)) {
@@ -909,20 +914,25 @@ fn lastsave(c: &mut Client, _args: &[Bytes]) -> Reply {
     Reply::Int(c.global.lastsave.load(Ordering::Relaxed) as i64)
 }
 
-/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]. ringkv has no persistence
-/// yet, so every accepted form stops the server at once: it raises SIGTERM,
-/// which the binary's signal thread turns into a clean shutdown, and, like
-/// Redis, never replies (the connection closes as the process exits).
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]. Saves the RDB file first
+/// with SAVE, or when save points are set and NOSAVE is not given; if that
+/// save fails (and FORCE is not given) the server keeps running and replies
+/// with an error, as Redis. Otherwise it raises SIGTERM, which the binary's
+/// signal thread turns into a clean shutdown, and, like Redis, never replies.
 fn shutdown(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
     Box::pin(async move {
         let (mut save, mut nosave, mut other, mut abort) = (false, false, false, false);
+        let mut force = false;
         for a in &args[1..] {
             if is(a, "nosave") {
                 nosave = true;
             } else if is(a, "save") {
                 save = true;
-            } else if is(a, "now") || is(a, "force") {
+            } else if is(a, "now") {
                 other = true;
+            } else if is(a, "force") {
+                other = true;
+                force = true;
             } else if is(a, "abort") {
                 abort = true;
             } else {
@@ -935,8 +945,17 @@ fn shutdown(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         if abort {
             return Reply::StaticError("ERR No shutdown in progress.");
         }
-        c.global.shutting_down.store(true, Ordering::SeqCst);
         tracing::warn!("User requested shutdown...");
+        let points = !c.global.config().save_points().is_empty();
+        if (save || points)
+            && !nosave
+            && let Err(e) = crate::persistence::save::save_for_shutdown(c.global).await
+            && !force
+        {
+            tracing::warn!("Error trying to save the DB, can't exit: {e}");
+            return Reply::StaticError("ERR Errors trying to SHUTDOWN. Check logs.");
+        }
+        c.global.shutting_down.store(true, Ordering::SeqCst);
         // SAFETY: sends a signal to this very process.
         unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
         futures::future::pending::<Reply>().await
@@ -960,6 +979,8 @@ struct ShardInfo {
     max_qbuf: usize,
     lazy_pending: u64,
     lazyfreed: u64,
+    /// Writes counted by the databases.
+    dirty: u64,
 }
 
 fn gather(s: &mut Shard) -> ShardInfo {
@@ -975,6 +996,7 @@ fn gather(s: &mut Shard) -> ShardInfo {
         out.hits += db.stats.keyspace_hits;
         out.misses += db.stats.keyspace_misses;
         out.expired += db.stats.expired_keys;
+        out.dirty += db.dirty;
     }
     out.memory = crate::alloc::thread_allocated();
     out.max_qbuf = s
@@ -991,6 +1013,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("server", true),
     ("clients", true),
     ("memory", true),
+    ("persistence", true),
     ("stats", true),
     ("replication", true),
     ("cpu", true),
@@ -1196,6 +1219,9 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
             field!("mem_allocator", "libc");
             field!("lazyfree_pending_objects", sum(&|s| s.lazy_pending));
             field!("lazyfreed_objects", sum(&|s| s.lazyfreed));
+        }
+        "persistence" => {
+            crate::persistence::info::write_section(out, g, sum(&|s| s.dirty));
         }
         "stats" => {
             out.push_str("# Stats\r\n");

@@ -14,11 +14,15 @@
 //! - [`listpack`], [`ziplist`], [`intset`]: the compact blob encodings.
 //! - [`lzf`], [`crc64`]: compression and checksum as in Redis.
 
+pub mod check;
 pub mod crc64;
+pub mod info;
 pub mod intset;
 pub mod listpack;
+pub mod load;
 pub mod lzf;
 pub mod rdb;
+pub mod save;
 pub mod snapshot;
 pub mod value_glue;
 pub mod ziplist;

@@ -53,6 +53,9 @@ pub struct Snapshot {
     pub at_ms: u64,
     /// Per shard, per database: the counts at that instant.
     pub counts: Vec<Vec<DbCounts>>,
+    /// Writes counted by the databases ([`crate::shard::db::Db::dirty`])
+    /// up to that instant, summed over shards and databases.
+    pub dirty: u64,
 }
 
 impl Snapshot {
@@ -117,11 +120,18 @@ pub async fn begin(global: &'static Global) -> Option<Snapshot> {
             db.dict_mut().snapshot_begin(i, Box::new(sink));
         }
         BUFS.with(|b| *b.borrow_mut() = bufs);
-        counts
+        let dirty: u64 = s.dbs.iter().map(|d| d.dirty).sum();
+        (counts, dirty)
     })
     .await;
     drop(tx);
-    Some(Snapshot { at_ms, counts })
+    let dirty = counts.iter().map(|c| c.1).sum();
+    let counts = counts.into_iter().map(|c| c.0).collect();
+    Some(Snapshot {
+        at_ms,
+        counts,
+        dirty,
+    })
 }
 
 /// On a shard thread: saves database `db` of this shard's snapshot for about

@@ -394,6 +394,12 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
         Ok(v) => v,
         Err((name, reply)) => return reject(client, batch, wbuf, name.as_deref(), reply),
     };
+    if spec.flags & commands::flags::WRITE != 0
+        && with_shard(|s| crate::persistence::save::writes_refused(client.global, &s.config))
+    {
+        let reply = Reply::StaticError(crate::persistence::save::MISCONF);
+        return reject(client, batch, wbuf, Some(&full), reply);
+    }
     {
         let mut info = client.info.borrow_mut();
         info.last_active = Instant::now();

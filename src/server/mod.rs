@@ -90,7 +90,11 @@ fn resolve_listen_addr(config: &Config) -> Result<SocketAddr, StartError> {
 impl Server {
     /// Starts the shards and their listeners; returns once every shard is
     /// accepting connections.
-    pub fn start(config: Config) -> Result<Server, StartError> {
+    pub fn start(mut config: Config) -> Result<Server, StartError> {
+        let dir = config.get("dir").unwrap_or("./").to_string();
+        config.set("dir", &dir, false).map_err(|_| {
+            StartError(format!("Can't chdir to '{dir}': No such file or directory"))
+        })?;
         let cpus = usable_cpus();
         let nshards = if config.shards() == 0 {
             cpus.len().max(1)
@@ -104,9 +108,13 @@ impl Server {
 
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let mut handles = Vec::with_capacity(nshards);
+        // Shards accept connections once the data is loaded.
+        let mut gates = Vec::with_capacity(nshards);
         for (id, rx) in mailboxes.into_iter().enumerate() {
             let cpu = cpus[id % cpus.len()];
             let ready = ready_tx.clone();
+            let (open, gate) = futures::channel::oneshot::channel::<()>();
+            gates.push(open);
             let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{id}"))
                 .spawn(move || async move {
@@ -123,8 +131,16 @@ impl Server {
                             return;
                         }
                     };
-                    glommio::spawn_local(accept_loop(listener, global, id)).detach();
+                    glommio::spawn_local(async move {
+                        if gate.await.is_ok() {
+                            accept_loop(listener, global, id).await;
+                        }
+                    })
+                    .detach();
                     glommio::spawn_local(shard::active_expire_loop()).detach();
+                    if id == 0 {
+                        glommio::spawn_local(crate::persistence::save::cron(global)).detach();
+                    }
                     let _ = ready.send(Ok(()));
                     shard::serve_mailbox(rx).await;
                     Shard::uninstall();
@@ -140,8 +156,16 @@ impl Server {
                 Err(_) => return Err(StartError("a shard failed to start".into())),
             }
         }
+        let server = Server { global, handles };
+        if let Err(e) = crate::persistence::load::load_at_startup(global) {
+            server.shutdown();
+            return Err(StartError(e));
+        }
+        for g in gates {
+            let _ = g.send(());
+        }
         tracing::info!(shards = nshards, %addr, "ringkv ready to accept connections");
-        Ok(Server { global, handles })
+        Ok(server)
     }
 
     /// The port the server listens on.
@@ -157,6 +181,34 @@ impl Server {
     /// Shared server state.
     pub fn global(&self) -> &'static Global {
         self.global
+    }
+
+    /// On a signal: saves the RDB file when save points are set, as Redis
+    /// does, unless SHUTDOWN already handled saving. Returns false if the
+    /// save failed.
+    pub fn save_on_signal(&self) -> bool {
+        let g = self.global;
+        if g.shutting_down.load(Ordering::SeqCst) || g.config().save_points().is_empty() {
+            return true;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        g.post(
+            0,
+            Box::new(move || {
+                glommio::spawn_local(async move {
+                    let _ = tx.send(crate::persistence::save::save_for_shutdown(g).await);
+                })
+                .detach();
+            }),
+        );
+        match rx.recv() {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!("Error trying to save the DB: {e}");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Stops every shard and waits for their threads.

@@ -51,6 +51,8 @@ pub struct Db {
     pub(crate) sweep_pos: u64,
     /// Counters.
     pub stats: DbStats,
+    /// Writes so far, for `rdb_changes_since_last_save` and save points.
+    pub dirty: u64,
     /// Clients blocked on keys of this database, per key, in arrival order.
     pub blocked: HashMap<Vec<u8>, VecDeque<Arc<Waiter>>>,
     /// Blocked-on keys written since the shard last served them.
@@ -171,6 +173,7 @@ impl Db {
         self.mark_ready(key);
         let e = self.dict.get_mut(key)?;
         e.lru = lru_clock(now_ms);
+        self.dirty += 1;
         Some(e)
     }
 
@@ -183,6 +186,7 @@ impl Db {
     /// replacing any previous value and TTL. Returns the old entry.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now_ms: u64) -> Option<Entry> {
         self.mark_ready(key);
+        self.dirty += 1;
         let old = self.dict.insert(Entry {
             key: SmallBytes::new(key),
             value,
@@ -204,6 +208,7 @@ impl Db {
             self.mark_ready(&key);
         }
         let exp = entry.expire_at;
+        self.dirty += 1;
         let old = self.dict.insert(entry);
         if let Some(o) = &old {
             self.untrack(o.expire_at);
@@ -217,6 +222,7 @@ impl Db {
         self.mark_ready(key);
         if let Some(e) = self.dict.get_mut(key) {
             e.value = value;
+            self.dirty += 1;
         }
     }
 
@@ -234,6 +240,7 @@ impl Db {
             self.stats.expired_keys += 1;
             None
         } else {
+            self.dirty += 1;
             Some(e)
         }
     }
@@ -244,6 +251,7 @@ impl Db {
             return false;
         };
         let old = std::mem::replace(&mut e.expire_at, expire_at);
+        self.dirty += 1;
         self.untrack(old);
         self.track(expire_at);
         true
@@ -266,6 +274,7 @@ impl Db {
     /// Removes every key. A running snapshot first saves what it still needs.
     pub fn clear(&mut self) -> Dict {
         self.dict.snapshot_finish();
+        self.dirty += self.dict.len() as u64;
         self.expires = 0;
         self.expire_sum = 0;
         self.sweep_pos = 0;

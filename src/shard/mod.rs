@@ -60,6 +60,8 @@ pub struct Global {
     pub run_id: String,
     /// Serializes whole-server operations such as FLUSHALL and SWAPDB.
     pub admin: Mutex<()>,
+    /// RDB persistence state.
+    pub rdb: crate::persistence::save::RdbState,
 }
 
 impl Global {
@@ -87,6 +89,7 @@ impl Global {
             shutting_down: AtomicBool::new(false),
             run_id,
             admin: Mutex::new(()),
+            rdb: Default::default(),
         };
         (g, rxs)
     }

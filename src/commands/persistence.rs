@@ -1,0 +1,69 @@
+//! SAVE and BGSAVE (LASTSAVE and SHUTDOWN live with the server commands).
+//! The work is in [`crate::persistence::save`].
+
+use super::{CommandSpec, Handler, NO_KEYS, err, flags::*, is};
+use crate::persistence::save::{self, SaveError};
+use crate::server::client::Client;
+use crate::server::resp::{OK, Reply};
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+
+/// The persistence commands.
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new(
+        "bgsave",
+        -1,
+        ADMIN | NOSCRIPT,
+        NO_KEYS,
+        "server",
+        "1.0.0",
+        "Asynchronously save the dataset to disk",
+        Handler::Local(bgsave),
+    )
+    .acl(&["dangerous"]),
+    CommandSpec::new(
+        "save",
+        1,
+        ADMIN | NOSCRIPT | NO_MULTI,
+        NO_KEYS,
+        "server",
+        "1.0.0",
+        "Synchronously save the dataset to disk",
+        Handler::Async(save_cmd),
+    )
+    .acl(&["dangerous"]),
+];
+
+/// BGSAVE [SCHEDULE].
+fn bgsave(c: &mut Client, args: &[Bytes]) -> Reply {
+    let schedule = match args.len() {
+        1 => false,
+        2 if is(&args[1], "schedule") => true,
+        _ => return err::SYNTAX,
+    };
+    match save::bgsave(c.global, schedule) {
+        Ok(msg) => Reply::Status(msg.into()),
+        Err(e) => Reply::StaticError(e),
+    }
+}
+
+/// SAVE: replies once the file is on disk. Other clients keep being served
+/// while it runs (the snapshot is of the moment SAVE began).
+fn save_cmd(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
+    Box::pin(async move {
+        loop {
+            return match save::save(c.global, false).await {
+                Ok(()) => OK,
+                Err(SaveError::BgsaveInProgress) => {
+                    Reply::StaticError("ERR Background save already in progress")
+                }
+                // An AOF rewrite holds the snapshot: save right after it.
+                Err(SaveError::OtherSnapshot) => {
+                    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+                Err(SaveError::Failed(_)) => Reply::StaticError("ERR"),
+            };
+        }
+    })
+}
