@@ -18,7 +18,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "server",
         "1.0.0",
         "Asynchronously save the dataset to disk",
-        Handler::Local(bgsave),
+        Handler::Async(bgsave),
     )
     .acl(&["dangerous"]),
     CommandSpec::new(
@@ -34,17 +34,19 @@ pub static COMMANDS: &[CommandSpec] = &[
     .acl(&["dangerous"]),
 ];
 
-/// BGSAVE [SCHEDULE].
-fn bgsave(c: &mut Client, args: &[Bytes]) -> Reply {
-    let schedule = match args.len() {
-        1 => false,
-        2 if is(&args[1], "schedule") => true,
-        _ => return err::SYNTAX,
-    };
-    match save::bgsave(c.global, schedule) {
-        Ok(msg) => Reply::Status(msg.into()),
-        Err(e) => Reply::StaticError(e),
-    }
+/// BGSAVE [SCHEDULE]: replies once the snapshot is taken.
+fn bgsave(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
+    Box::pin(async move {
+        let schedule = match args.len() {
+            1 => false,
+            2 if is(&args[1], "schedule") => true,
+            _ => return err::SYNTAX,
+        };
+        match save::bgsave(c.global, schedule).await {
+            Ok(msg) => Reply::Status(msg.into()),
+            Err(e) => Reply::StaticError(e),
+        }
+    })
 }
 
 /// SAVE: replies once the file is on disk. Other clients keep being served

@@ -101,21 +101,29 @@ pub async fn save(global: &'static Global, background: bool) -> Result<(), SaveE
     if global.rdb.bgsave_in_progress.load(Ordering::Acquire) {
         return Err(SaveError::BgsaveInProgress);
     }
-    run(global, background).await
+    let snap = start(global, background).await?;
+    finish(global, snap).await
 }
 
-/// A save whose caller checked (or claimed) `bgsave_in_progress`.
-async fn run(global: &'static Global, background: bool) -> Result<(), SaveError> {
+/// Takes the snapshot of a save whose caller checked (or claimed)
+/// `bgsave_in_progress`.
+async fn start(global: &'static Global, background: bool) -> Result<snapshot::Snapshot, SaveError> {
     let st = &global.rdb;
     let Some(snap) = snapshot::begin(global).await else {
         st.bgsave_in_progress.store(false, Ordering::Release);
         return Err(SaveError::OtherSnapshot);
     };
-    let started = Instant::now();
     st.bgsave_in_progress.store(background, Ordering::Release);
     st.save_started_ms.store(snap.at_ms, Ordering::Relaxed);
     st.last_attempt.store(unix_secs(), Ordering::Relaxed);
     st.saves.fetch_add(1, Ordering::Relaxed);
+    Ok(snap)
+}
+
+/// Writes a started save's file and records the outcome.
+async fn finish(global: &'static Global, snap: snapshot::Snapshot) -> Result<(), SaveError> {
+    let st = &global.rdb;
+    let started = Instant::now();
     let res = write_snapshot(global, &snap).await;
     let dirty = snap.dirty;
     drop(snap);
@@ -259,8 +267,9 @@ fn write_file(
     Ok(())
 }
 
-/// Starts a BGSAVE on this shard's executor. Errors as Redis words them.
-pub fn bgsave(global: &'static Global, schedule: bool) -> Result<&'static str, &'static str> {
+/// Starts a BGSAVE: takes the snapshot (the data as of now), then writes it
+/// in a task on this shard. Errors as Redis words them.
+pub async fn bgsave(global: &'static Global, schedule: bool) -> Result<&'static str, &'static str> {
     let st = &global.rdb;
     if st.bgsave_in_progress.load(Ordering::Acquire) {
         return Err("ERR Background save already in progress");
@@ -276,11 +285,18 @@ pub fn bgsave(global: &'static Global, schedule: bool) -> Result<&'static str, &
     }
     // Claim the BGSAVE at once so that a second BGSAVE sees it.
     st.bgsave_in_progress.store(true, Ordering::Release);
-    glommio::spawn_local(async move {
-        let _ = run(global, true).await;
-    })
-    .detach();
-    Ok("Background saving started")
+    match start(global, true).await {
+        Ok(snap) => {
+            glommio::spawn_local(async move {
+                let _ = finish(global, snap).await;
+            })
+            .detach();
+            Ok("Background saving started")
+        }
+        Err(_) => Err(
+            "ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.",
+        ),
+    }
 }
 
 /// Writes refused under `stop-writes-on-bgsave-error` (Redis's MISCONF).

@@ -17,6 +17,8 @@ pub struct Proc {
     child: Child,
     /// Label for messages ("ringkv/4", "redis").
     pub label: String,
+    /// Working directory (ringkv) or `--dir` (redis): where `dump.rdb` goes.
+    pub dir: std::path::PathBuf,
 }
 
 impl Drop for Proc {
@@ -58,10 +60,18 @@ fn wait_ready(port: u16, child: &mut Child, label: &str) {
 }
 
 impl Proc {
-    /// Starts ringkv with `shards` shards and extra flags.
+    /// Starts ringkv with `shards` shards and extra flags, in a fresh
+    /// working directory (where it saves `dump.rdb` by default).
     pub fn ringkv(shards: usize, extra: &[&str]) -> Proc {
+        let dir = tempfile::tempdir().unwrap().keep();
+        Proc::ringkv_in(&dir, shards, extra)
+    }
+
+    /// Starts ringkv in working directory `dir` (to restart on its files).
+    pub fn ringkv_in(dir: &std::path::Path, shards: usize, extra: &[&str]) -> Proc {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
+        cmd.current_dir(dir);
         cmd.args([
             "--port",
             &port.to_string(),
@@ -75,7 +85,12 @@ impl Proc {
         let mut child = cmd.spawn().expect("start ringkv");
         let label = format!("ringkv/{shards}");
         wait_ready(port, &mut child, &label);
-        Proc { port, child, label }
+        Proc {
+            port,
+            child,
+            label,
+            dir: dir.to_path_buf(),
+        }
     }
 
     /// Starts a real redis-server with persistence off.
@@ -104,6 +119,7 @@ impl Proc {
             port,
             child,
             label: "redis".into(),
+            dir,
         }
     }
 

@@ -1,0 +1,475 @@
+//! RDB persistence over TCP: files written by ringkv load into redis-server
+//! 7.0 and the other way round (compared key by key: type, value, expiry),
+//! BGSAVE is a point in time, a crash during BGSAVE keeps the previous file,
+//! damaged files refuse to load, check-rdb, save points, SHUTDOWN and
+//! stop-writes-on-bgsave-error.
+
+mod common;
+
+use common::{Proc, free_port};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every key of databases `dbs`: (db, key) → (type, value, PEXPIRETIME).
+type Keyspace = BTreeMap<(u32, Vec<u8>), (String, Vec<Vec<u8>>, i64)>;
+
+const DBS: [u32; 3] = [0, 1, 5];
+
+fn bytes(s: impl AsRef<[u8]>) -> Vec<u8> {
+    s.as_ref().to_vec()
+}
+
+/// Writes every type in small and big encodings, with TTLs, in several
+/// databases.
+fn populate(c: &mut redis::Connection) {
+    let mut p = redis::pipe();
+    p.cmd("SELECT").arg(0).ignore();
+    p.cmd("SET").arg("s:int").arg("12345").ignore();
+    p.cmd("SET").arg("s:neg").arg("-7").ignore();
+    p.cmd("SET").arg("s:short").arg("hello").ignore();
+    p.cmd("SET").arg("s:long").arg("a".repeat(1000)).ignore();
+    let noise: Vec<u8> = (0..300u32).map(|i| (i * 131 % 251) as u8).collect();
+    p.cmd("SET").arg("s:bin").arg(noise).ignore();
+    p.cmd("SET").arg("s:big").arg("xyz".repeat(7000)).ignore();
+    p.cmd("SET").arg("s:empty").arg("").ignore();
+    p.cmd("RPUSH")
+        .arg("l:small")
+        .arg(&["a", "b", "1", "2", "-3"])
+        .ignore();
+    let items: Vec<String> = (0..2000).map(|i| format!("item-{i}")).collect();
+    p.cmd("RPUSH").arg("l:big").arg(&items).ignore();
+    p.cmd("RPUSH")
+        .arg("l:huge")
+        .arg("q".repeat(10_000))
+        .arg("x")
+        .ignore();
+    p.cmd("HSET")
+        .arg("h:small")
+        .arg(&["f1", "v1", "f2", "22"])
+        .ignore();
+    for i in 0..300 {
+        p.cmd("HSET")
+            .arg("h:big")
+            .arg(format!("field{i}"))
+            .arg(i)
+            .ignore();
+    }
+    p.cmd("HSET")
+        .arg("h:longval")
+        .arg("f")
+        .arg("v".repeat(100))
+        .ignore();
+    let ints: Vec<i64> = (1..=100).collect();
+    p.cmd("SADD").arg("set:ints").arg(&ints).ignore();
+    let many: Vec<i64> = (0..600).map(|i| i * 1000 - 7).collect();
+    p.cmd("SADD").arg("set:bigints").arg(&many).ignore();
+    p.cmd("SADD").arg("set:str").arg(&["a", "b", "c"]).ignore();
+    let strs: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    p.cmd("SADD").arg("set:bigstr").arg(&strs).ignore();
+    p.cmd("ZADD")
+        .arg("z:small")
+        .arg(&["1", "a", "2.5", "b", "-3", "c"])
+        .ignore();
+    for i in 0..200 {
+        p.cmd("ZADD")
+            .arg("z:big")
+            .arg(i as f64 / 3.0)
+            .arg(format!("mem{i}"))
+            .ignore();
+    }
+    p.cmd("ZADD")
+        .arg("z:inf")
+        .arg(&["-inf", "lo", "+inf", "hi"])
+        .ignore();
+    p.cmd("SET")
+        .arg("ttl:s")
+        .arg("v")
+        .arg("PX")
+        .arg(100_000_000)
+        .ignore();
+    p.cmd("RPUSH").arg("ttl:l").arg("x").ignore();
+    p.cmd("PEXPIREAT")
+        .arg("ttl:l")
+        .arg(4_102_444_800_123i64)
+        .ignore();
+    p.cmd("HSET").arg("ttl:h").arg(&["a", "b"]).ignore();
+    p.cmd("EXPIRE").arg("ttl:h").arg(50_000).ignore();
+    p.cmd("SELECT").arg(1).ignore();
+    p.cmd("SET").arg("one").arg("1").ignore();
+    p.cmd("RPUSH")
+        .arg("s:short")
+        .arg("db1 has its own")
+        .ignore();
+    p.cmd("SELECT").arg(5).ignore();
+    p.cmd("SET")
+        .arg("five")
+        .arg("5")
+        .arg("EX")
+        .arg(999_999)
+        .ignore();
+    p.cmd("SADD").arg("fiveset").arg(&["x", "y"]).ignore();
+    p.cmd("SELECT").arg(0).ignore();
+    p.query::<()>(c).unwrap();
+}
+
+fn keyspace(server: &Proc) -> Keyspace {
+    let mut c = server.client();
+    let mut out = Keyspace::new();
+    for db in DBS {
+        redis::cmd("SELECT").arg(db).query::<()>(&mut c).unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+        for k in keys {
+            let ty: String = redis::cmd("TYPE").arg(&k).query(&mut c).unwrap();
+            let q = |cmd: &mut redis::Cmd, c: &mut redis::Connection| -> Vec<Vec<u8>> {
+                cmd.query(c).unwrap()
+            };
+            let mut v: Vec<Vec<u8>> = match ty.as_str() {
+                "string" => vec![redis::cmd("GET").arg(&k).query(&mut c).unwrap()],
+                "list" => q(redis::cmd("LRANGE").arg(&k).arg(0).arg(-1), &mut c),
+                "hash" => q(redis::cmd("HGETALL").arg(&k), &mut c),
+                "set" => q(redis::cmd("SMEMBERS").arg(&k), &mut c),
+                "zset" => q(
+                    redis::cmd("ZRANGE")
+                        .arg(&k)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES"),
+                    &mut c,
+                ),
+                other => panic!("{}: unexpected type {other}", server.label),
+            };
+            match ty.as_str() {
+                "set" => v.sort(),
+                "hash" => {
+                    let mut pairs: Vec<Vec<u8>> = v.chunks(2).map(|p| p.concat()).collect();
+                    pairs.sort();
+                    v = pairs;
+                }
+                _ => {}
+            }
+            let exp: i64 = redis::cmd("PEXPIRETIME").arg(&k).query(&mut c).unwrap();
+            out.insert((db, k), (ty, v, exp));
+        }
+    }
+    out
+}
+
+fn reply(c: &mut redis::Connection, cmd: &str) -> String {
+    match redis::cmd(cmd).query::<redis::Value>(c) {
+        Ok(redis::Value::Okay) => "OK".into(),
+        Ok(redis::Value::SimpleString(s)) => s,
+        Ok(v) => format!("{v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn info_field(c: &mut redis::Connection, name: &str) -> String {
+    let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in INFO"))
+        .trim()
+        .to_string()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_bgsave(c: &mut redis::Connection) {
+    wait_until("the BGSAVE to end", || {
+        info_field(c, "rdb_bgsave_in_progress") == "0"
+    });
+}
+
+fn tempdir() -> std::path::PathBuf {
+    tempfile::tempdir().unwrap().keep()
+}
+
+#[test]
+fn ringkv_dump_loads_into_redis_with_identical_contents() {
+    for shards in [1, 4] {
+        let ours = Proc::ringkv(shards, &[]);
+        let mut c = ours.client();
+        populate(&mut c);
+        assert_eq!(reply(&mut c, "SAVE"), "OK");
+        let want = keyspace(&ours);
+        assert!(want.len() > 25, "{}", want.len());
+        let dir = ours.dir.to_str().unwrap();
+        let redis = Proc::redis(&["--dir", dir, "--dbfilename", "dump.rdb"]);
+        assert_eq!(keyspace(&redis), want, "ringkv/{shards} → redis");
+    }
+}
+
+#[test]
+fn redis_dump_loads_into_ringkv_with_identical_contents() {
+    let rdir = tempdir();
+    let redis = Proc::redis(&["--dir", rdir.to_str().unwrap()]);
+    let mut c = redis.client();
+    populate(&mut c);
+    assert_eq!(reply(&mut c, "SAVE"), "OK");
+    let want = keyspace(&redis);
+    for shards in [1, 4] {
+        let dir = tempdir();
+        std::fs::copy(rdir.join("dump.rdb"), dir.join("dump.rdb")).unwrap();
+        let ours = Proc::ringkv_in(&dir, shards, &[]);
+        assert_eq!(keyspace(&ours), want, "redis → ringkv/{shards}");
+        let mut c = ours.client();
+        assert_eq!(info_field(&mut c, "rdb_changes_since_last_save"), "0");
+        assert_eq!(info_field(&mut c, "loading"), "0");
+    }
+}
+
+#[test]
+fn bgsave_is_a_point_in_time_while_clients_write() {
+    const N: usize = 30_000;
+    for shards in [1, 4] {
+        let ours = Proc::ringkv(shards, &["--save", ""]);
+        let mut c = ours.client();
+        for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
+            let mut p = redis::pipe();
+            for i in chunk {
+                p.cmd("SET")
+                    .arg(format!("k:{i}"))
+                    .arg(format!("old:{i}:{}", "o".repeat(150)))
+                    .ignore();
+            }
+            p.query::<()>(&mut c).unwrap();
+        }
+        assert_eq!(reply(&mut c, "BGSAVE"), "Background saving started");
+        // Overwrite, delete and add while the save runs.
+        let mut w = ours.client();
+        for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+            let mut p = redis::pipe();
+            for i in chunk {
+                match i % 3 {
+                    0 => p.cmd("SET").arg(format!("k:{i}")).arg("new").ignore(),
+                    1 => p.cmd("DEL").arg(format!("k:{i}")).ignore(),
+                    _ => p.cmd("APPEND").arg(format!("k:{i}")).arg("+").ignore(),
+                };
+                p.cmd("SET").arg(format!("n:{i}")).arg("added").ignore();
+            }
+            p.query::<()>(&mut w).unwrap();
+        }
+        wait_bgsave(&mut c);
+        assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+        let reloaded = Proc::ringkv_in(&ours.dir, shards, &["--save", ""]);
+        let mut r = reloaded.client();
+        let n: usize = redis::cmd("DBSIZE").query(&mut r).unwrap();
+        assert_eq!(n, N, "ringkv/{shards}");
+        for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
+            let keys: Vec<String> = chunk.iter().map(|i| format!("k:{i}")).collect();
+            let vals: Vec<String> = redis::cmd("MGET").arg(&keys).query(&mut r).unwrap();
+            for (i, v) in chunk.iter().zip(vals) {
+                assert_eq!(v, format!("old:{i}:{}", "o".repeat(150)), "ringkv/{shards}");
+            }
+        }
+    }
+}
+
+#[test]
+fn kill9_during_bgsave_keeps_the_previous_dump() {
+    let mut ours = Proc::ringkv(4, &["--save", ""]);
+    let mut c = ours.client();
+    for i in 0..10 {
+        redis::cmd("SET")
+            .arg(format!("first:{i}"))
+            .arg(i)
+            .query::<()>(&mut c)
+            .unwrap();
+    }
+    assert_eq!(reply(&mut c, "SAVE"), "OK");
+    let before = std::fs::read(ours.dir.join("dump.rdb")).unwrap();
+    for chunk in (0..200_000).collect::<Vec<_>>().chunks(2000) {
+        let mut p = redis::pipe();
+        for i in chunk {
+            p.cmd("SET")
+                .arg(format!("bulk:{i}"))
+                .arg("v".repeat(100))
+                .ignore();
+        }
+        p.query::<()>(&mut c).unwrap();
+    }
+    assert_eq!(reply(&mut c, "BGSAVE"), "Background saving started");
+    ours.kill9();
+    assert_eq!(std::fs::read(ours.dir.join("dump.rdb")).unwrap(), before);
+    let restarted = Proc::ringkv_in(&ours.dir, 4, &["--save", ""]);
+    let mut r = restarted.client();
+    let n: usize = redis::cmd("DBSIZE").query(&mut r).unwrap();
+    assert_eq!(n, 10);
+    let v: i64 = redis::cmd("GET").arg("first:7").query(&mut r).unwrap();
+    assert_eq!(v, 7);
+}
+
+/// Runs the ringkv binary to completion (bounded), returning (success, output).
+fn run_ringkv(args: &[&str], cwd: &Path) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ringkv {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn damaged_files_refuse_to_load_and_check_rdb_names_the_offset() {
+    let ours = Proc::ringkv(1, &[]);
+    let mut c = ours.client();
+    populate(&mut c);
+    assert_eq!(reply(&mut c, "SAVE"), "OK");
+    let good = std::fs::read(ours.dir.join("dump.rdb")).unwrap();
+    let (ok, text) = run_ringkv(&["check-rdb", "dump.rdb"], &ours.dir);
+    assert!(ok && text.contains("RDB looks OK"), "{text}");
+
+    let torn = good[..good.len() / 2].to_vec();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x5a;
+    let mut no_crc = good.clone();
+    let end = no_crc.len();
+    no_crc[end - 1] ^= 1;
+    for (name, data) in [("torn", torn), ("flipped", flipped), ("crc", no_crc)] {
+        let dir = tempdir();
+        std::fs::write(dir.join("dump.rdb"), &data).unwrap();
+        let (ok, text) = run_ringkv(&["check-rdb", "dump.rdb"], &dir);
+        assert!(!ok && text.contains("[offset "), "{name}: {text}");
+        let port = free_port().to_string();
+        let (ok, text) = run_ringkv(&["--port", &port, "--shards", "2"], &dir);
+        assert!(!ok, "{name}: started on a damaged file");
+        assert!(
+            text.contains("dump.rdb") && text.contains("offset"),
+            "{name}: {text}"
+        );
+    }
+}
+
+#[test]
+fn save_points_shutdown_and_rdbchecksum() {
+    let mut ours = Proc::ringkv(4, &["--save", "1 2", "--rdbchecksum", "no"]);
+    let mut c = ours.client();
+    let before: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    redis::cmd("SET")
+        .arg("a")
+        .arg("1")
+        .query::<()>(&mut c)
+        .unwrap();
+    redis::cmd("SET")
+        .arg("b")
+        .arg("2")
+        .query::<()>(&mut c)
+        .unwrap();
+    assert_eq!(info_field(&mut c, "rdb_changes_since_last_save"), "2");
+    wait_until("a save point to save", || {
+        info_field(&mut c, "rdb_changes_since_last_save") == "0"
+    });
+    let after: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    assert!(after >= before);
+    let data = std::fs::read(ours.dir.join("dump.rdb")).unwrap();
+    assert!(data.starts_with(b"REDIS0010"));
+    assert_eq!(&data[data.len() - 8..], &[0; 8], "rdbchecksum no");
+
+    // SHUTDOWN saves when save points are set.
+    redis::cmd("SET")
+        .arg("c")
+        .arg("3")
+        .query::<()>(&mut c)
+        .unwrap();
+    let _ = redis::cmd("SHUTDOWN").query::<()>(&mut c);
+    wait_until("the server to exit", || !ours.alive());
+    let again = Proc::ringkv_in(&ours.dir, 1, &[]);
+    let mut r = again.client();
+    let v: Vec<Option<i64>> = redis::cmd("MGET")
+        .arg(&["a", "b", "c"])
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(v, vec![Some(1), Some(2), Some(3)]);
+}
+
+#[test]
+fn failed_bgsave_stops_writes_until_allowed() {
+    let base = tempdir();
+    let sub = base.join("gone");
+    std::fs::create_dir(&sub).unwrap();
+    let ours = Proc::ringkv(2, &["--dir", sub.to_str().unwrap()]);
+    std::fs::remove_dir(&sub).unwrap();
+    let mut c = ours.client();
+    assert_eq!(reply(&mut c, "BGSAVE"), "Background saving started");
+    wait_bgsave(&mut c);
+    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "err");
+    let e = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert_eq!(e.code(), Some("MISCONF"), "{e}");
+    let v: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v, None);
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("stop-writes-on-bgsave-error")
+        .arg("no")
+        .query::<()>(&mut c)
+        .unwrap();
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query::<()>(&mut c)
+        .unwrap();
+    let e = redis::cmd("SAVE").query::<()>(&mut c).unwrap_err();
+    assert_eq!(e.code(), Some("ERR"), "{e}");
+}
+
+#[test]
+fn bgsave_replies_like_redis() {
+    let ours = Proc::ringkv(2, &["--save", ""]);
+    let redis = Proc::redis(&[]);
+    for server in [&ours, &redis] {
+        let mut c = server.client();
+        assert_eq!(reply(&mut c, "BGSAVE"), "Background saving started");
+        let e = redis::cmd("BGSAVE")
+            .arg("x")
+            .query::<()>(&mut c)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("syntax error"),
+            "{}: {e}",
+            server.label
+        );
+        let e = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("save")
+            .arg("1 2 3")
+            .query::<()>(&mut c)
+            .unwrap_err();
+        assert!(e.to_string().contains("Invalid save parameters"), "{e}");
+        let e = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("dir")
+            .arg("/tmp")
+            .query::<()>(&mut c)
+            .unwrap_err();
+        assert!(e.to_string().contains("can't set protected config"), "{e}");
+        wait_bgsave(&mut c);
+        let s: String = redis::cmd("BGSAVE").arg("SCHEDULE").query(&mut c).unwrap();
+        assert_eq!(s, "Background saving started", "{}", server.label);
+        wait_bgsave(&mut c);
+    }
+}
