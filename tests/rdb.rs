@@ -17,10 +17,6 @@ type Keyspace = BTreeMap<(u32, Vec<u8>), (String, Vec<Vec<u8>>, i64)>;
 
 const DBS: [u32; 3] = [0, 1, 5];
 
-fn bytes(s: impl AsRef<[u8]>) -> Vec<u8> {
-    s.as_ref().to_vec()
-}
-
 /// Writes every type in small and big encodings, with TTLs, in several
 /// databases.
 fn populate(c: &mut redis::Connection) {
