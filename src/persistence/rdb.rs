@@ -1009,13 +1009,25 @@ pub fn write_key_record(
     expire_ms: Option<i64>,
     opts: &WriteOptions,
 ) {
+    write_key_header(out, key, rdb_type(value, enc), expire_ms, opts);
+    write_value(out, value, enc, opts);
+}
+
+/// Appends the start of a key record: optional `EXPIRETIME_MS`, the value
+/// type `ty` and the key; the value follows.
+pub fn write_key_header(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    ty: u8,
+    expire_ms: Option<i64>,
+    opts: &WriteOptions,
+) {
     if let Some(ms) = expire_ms {
         out.push(opcodes::EXPIRETIME_MS);
         out.extend_from_slice(&ms.to_le_bytes());
     }
-    out.push(rdb_type(value, enc));
+    out.push(ty);
     write_string(out, key, opts.compress);
-    write_value(out, value, enc, opts);
 }
 
 /// One key read from an RDB file.

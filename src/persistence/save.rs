@@ -209,7 +209,7 @@ async fn drain_into(db: usize, tx: std::sync::mpsc::Sender<Msg>, in_flight: Arc<
         if done {
             return;
         }
-        glommio::timer::sleep(Duration::from_micros(50)).await;
+        glommio::timer::sleep(snapshot::SLICE).await;
     }
 }
 

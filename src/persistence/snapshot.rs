@@ -33,7 +33,8 @@ static BUSY: AtomicBool = AtomicBool::new(false);
 /// Entries saved between two clock checks in [`step`].
 const BATCH: usize = 64;
 
-/// Default time slice of [`drain`].
+/// Default time slice of [`drain`], which then pauses as long, so that a
+/// snapshot takes at most about half of a shard's time.
 pub const SLICE: Duration = Duration::from_millis(1);
 
 /// Keys and keys with a TTL of one database of one shard when the snapshot
@@ -113,9 +114,20 @@ pub async fn begin(global: &'static Global) -> Option<Snapshot> {
                 if e.expire_at != 0 && e.expire_at <= at_ms {
                     return;
                 }
-                let (v, enc) = value_glue::to_rdb(&e.value, &t);
                 let exp = e.expire_at().map(|x| x as i64);
-                rdb::write_key_record(&mut buf.borrow_mut(), e.key.as_slice(), &v, enc, exp, &opts);
+                let mut out = buf.borrow_mut();
+                match e.value.as_string() {
+                    // Strings are written from the entry, without a copy.
+                    Some(sv) => {
+                        let key = e.key.as_slice();
+                        rdb::write_key_header(&mut out, key, rdb::types::STRING, exp, &opts);
+                        sv.with_bytes(|b| rdb::write_string(&mut out, b, opts.compress));
+                    }
+                    None => {
+                        let (v, enc) = value_glue::to_rdb(&e.value, &t);
+                        rdb::write_key_record(&mut out, e.key.as_slice(), &v, enc, exp, &opts);
+                    }
+                }
             };
             db.dict_mut().snapshot_begin(i, Box::new(sink));
         }
@@ -178,6 +190,6 @@ pub async fn drain(db: usize, mut out: impl FnMut(Vec<u8>)) {
         if done {
             return;
         }
-        glommio::timer::sleep(Duration::from_micros(50)).await;
+        glommio::timer::sleep(SLICE).await;
     }
 }
