@@ -83,7 +83,9 @@ const MB: i64 = 1024 * 1024;
 /// at startup; `requirepass` and `maxclients` when a connection arrives;
 /// `proto-max-bulk-len` and `client-query-buffer-limit` on every read; `hz`
 /// by the active-expiry loop; `loglevel` through [`apply_runtime`]; the
-/// `*-max-*` encoding thresholds by the collection types when they write.
+/// `*-max-*` encoding thresholds by the collection types when they write;
+/// `save`, `dir`, `dbfilename`, `rdbcompression`, `rdbchecksum` and
+/// `stop-writes-on-bgsave-error` by [`crate::persistence::save`].
 pub static OPTIONS: &[OptionSpec] = &[
     opt(
         "port",
