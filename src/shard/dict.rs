@@ -160,7 +160,7 @@ impl Dict {
                 true
             }
         });
-        if s.table.len() < s.table.capacity() / 4 {
+        if s.table.len() < s.table.capacity() * 3 / 8 {
             s.table
                 .shrink_to(s.table.len(), |e| inner(hasher.hash_one(e.key.as_slice())));
         }
