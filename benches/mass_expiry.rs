@@ -158,7 +158,9 @@ fn run(kind: &str, base_keys: u64, keys: u64, delay_ms: u64, cpus: &[usize]) -> 
     let start = unix_ms();
     let deadline = start + delay_ms;
     let t = Instant::now();
-    load(port, "m:", 0..keys, |k| format!("PXAT {}", deadline + k % 1000));
+    load(port, "m:", 0..keys, |k| {
+        format!("PXAT {}", deadline + k % 1000)
+    });
     let load_s = t.elapsed().as_secs_f64();
     let (rss1, used1, n) = sample(&mut ss, &mut sr, pid);
     if unix_ms() >= deadline {
@@ -349,7 +351,10 @@ fn main() {
         ("expire_cycle_cpu_milliseconds", r.cpu_ms, d.cpu_ms),
         ("expired_time_cap_reached_count", r.cap, d.cap),
     ];
-    println!("\n| {:<32} | {:>12} | {:>12} |", "", "ringkv", "redis-server");
+    println!(
+        "\n| {:<32} | {:>12} | {:>12} |",
+        "", "ringkv", "redis-server"
+    );
     println!("|{:-<34}|{:->14}|{:->14}|", "", "", "");
     for (name, a, b) in rows {
         println!("| {name:<32} | {a:>12} | {b:>12} |");

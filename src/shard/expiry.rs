@@ -4,7 +4,7 @@
 //! segments of its [`Dict`] (at most [`SEGMENT_MAX`](super::dict::SEGMENT_MAX)
 //! entries each, a few hundred segments per million keys). So the index costs
 //! nothing per key: a key's deadline lives only in its entry (`expire_at`),
-//! and the wheel holds one node (24 bytes) per segment.
+//! and the wheel holds one node (32 bytes) per segment.
 //!
 //! - **Slot of a segment:** a lower bound of the earliest deadline among its
 //!   keys, in ticks of [`TICK_MS`]. Setting a TTL ([`Wheel::schedule`]) moves
@@ -422,5 +422,35 @@ mod tests {
         w.inherit(0, 1, t0);
         w.inherit(7, 8, t0);
         assert_eq!(due(&mut w, t0 + 2_000), vec![0, 1]);
+    }
+
+    #[test]
+    fn random_schedules_match_a_model() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut w = Wheel::default();
+        // Model: segment -> earliest tick scheduled and not yet popped.
+        let mut model = std::collections::HashMap::<u32, u64>::new();
+        let mut now = 1_000_000_000u64;
+        for _ in 0..20_000 {
+            if rng.gen_bool(0.6) {
+                let seg = rng.gen_range(0..200);
+                let span = [100, 5_000, 200_000, 20_000_000][rng.gen_range(0..4)];
+                let deadline = now + rng.gen_range(0..span);
+                w.schedule(seg, deadline, now);
+                let t = model.entry(seg).or_insert(u64::MAX);
+                *t = (*t).min(deadline / TICK_MS);
+            } else {
+                now += [1, 10, 100, 10_000, 1_000_000][rng.gen_range(0..5)];
+                for seg in due(&mut w, now) {
+                    let t = model.remove(&seg).expect("popped an unscheduled segment");
+                    assert!(t <= now / TICK_MS, "segment {seg} popped early");
+                }
+                for (seg, t) in &model {
+                    assert!(*t > now / TICK_MS, "segment {seg} overdue");
+                }
+            }
+        }
+        assert_eq!(w.scheduled(), model.len());
     }
 }
