@@ -16,6 +16,12 @@
 //! MASS_KEYS=200000 cargo bench --bench mass_expiry     # shorter run
 //! ```
 //!
+//! Then, in process (no network, no other load's scheduling noise), the same
+//! 1M keys go into one `Db` and `Db::active_expire` runs with the server's
+//! time slice until they are gone: the report gives how long each run held
+//! the shard (wall and thread CPU time), which bounds what a client can wait
+//! behind active expiry.
+//!
 //! ringkv runs with one shard (like redis-server, one core of work). With two
 //! or more CPUs the server is pinned to the last CPU of this process's mask and
 //! the client threads to the others.
@@ -282,6 +288,59 @@ fn run(kind: &str, base_keys: u64, keys: u64, delay_ms: u64, cpus: &[usize]) -> 
     }
 }
 
+/// CPU time consumed by the calling thread, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Times every run of active expiry over `keys` keys due at once in one
+/// `Db`, each run with the server's time slice.
+fn in_process(keys: u64) {
+    use ringkv::shard::db::Db;
+    use ringkv::shard::expiry::SLICE;
+    use ringkv::shard::value::Value;
+    let mut db = Db::default();
+    let now = unix_ms();
+    for i in 0..keys {
+        let key = format!("m:{i:014}");
+        let val = format!("val:{i:012}");
+        db.set(
+            key.as_bytes(),
+            Value::from_bytes(val.as_bytes()),
+            now + 1,
+            now,
+        );
+    }
+    let (mut runs, mut wall_max, mut cpu_max, mut cpu_total) = (0u64, 0f64, 0u64, 0u64);
+    let start = Instant::now();
+    while !db.is_empty() {
+        let c0 = thread_cpu_ns();
+        let t0 = Instant::now();
+        db.active_expire(now + 2, t0 + SLICE);
+        wall_max = wall_max.max(ms(t0.elapsed()));
+        let c = thread_cpu_ns().saturating_sub(c0);
+        cpu_max = cpu_max.max(c);
+        cpu_total += c;
+        runs += 1;
+        assert!(runs < 1_000_000, "active expiry makes no progress");
+    }
+    println!(
+        "in-process: {keys} due keys removed by {runs} runs of Db::active_expire ({:.0} ms CPU in all, {:.0} ns per key); longest run {:.3} ms wall, {:.3} ms thread CPU (slice {:.1} ms); {:.2} s back to back",
+        cpu_total as f64 / 1e6,
+        cpu_total as f64 / keys.max(1) as f64,
+        wall_max,
+        cpu_max as f64 / 1e6,
+        ms(SLICE),
+        start.elapsed().as_secs_f64()
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` only builds.
     if !std::env::args().any(|a| a == "--bench") {
@@ -297,6 +356,7 @@ fn main() {
     println!(
         "mass expiry: {keys} keys (16-byte keys and values) due within one second, {base} keys without TTL; CPUs {cpus:?}"
     );
+    in_process(keys);
     let r = run("ringkv", base, keys, delay, &cpus);
     let d = run("redis", base, keys, delay, &cpus);
     let mib = |b: u64| format!("{:.1}", b as f64 / 1048576.0);
