@@ -31,6 +31,10 @@
 //!   for the next tick, so a mass expiry never stalls clients. Keys that
 //!   nobody touches are reclaimed within `MIN_GAP_MS` plus a tick of their
 //!   deadline, plus the backlog.
+//! - **Clock steps:** deadlines are absolute Unix milliseconds. If the clock
+//!   steps back, the wheel restarts at the new time with every segment due
+//!   within `MIN_GAP_MS` ([`Wheel`]'s `rebase`); a step forward just makes
+//!   the next tick process everything that became due.
 //!
 //! Lazy expiry on access ([`Db`](super::db::Db)) is unchanged: an expired key
 //! is never visible, whether or not a pass has reached it yet.
@@ -216,6 +220,9 @@ impl Wheel {
     /// Moves the segments due by `now_ms` to the due list.
     fn advance(&mut self, now_ms: u64) {
         let target = now_ms / TICK_MS;
+        if target + 1 < self.cur {
+            self.rebase(now_ms);
+        }
         while self.cur <= target {
             if self.occupied.iter().all(|&o| o == 0) {
                 self.cur = target + 1;
@@ -247,6 +254,27 @@ impl Wheel {
                 (cur | (SLOTS as u64 - 1)) + 1
             };
             self.cur = next.min(target + 1);
+        }
+    }
+
+    /// After the clock went back: restarts the wheel at `now_ms`, with every
+    /// scheduled segment due within [`MIN_GAP_MS`] (its pass then finds its
+    /// real next deadline), so no segment waits for the old clock.
+    fn rebase(&mut self, now_ms: u64) {
+        let soon = (now_ms + MIN_GAP_MS) / TICK_MS;
+        let mut segs = Vec::with_capacity(self.scheduled);
+        for seg in 0..self.nodes.len() as u32 {
+            if self.nodes[seg as usize].list != UNLINKED {
+                self.unlink(seg);
+                segs.push(seg);
+            }
+            let n = &mut self.nodes[seg as usize];
+            n.not_before = n.not_before.min(soon);
+        }
+        self.cur = now_ms / TICK_MS;
+        for seg in segs {
+            let at = self.nodes[seg as usize].at.min(soon);
+            self.link(seg, at);
         }
     }
 
@@ -411,6 +439,20 @@ mod tests {
         assert!(due(&mut w, t0 + 9_000).is_empty());
         w.schedule(3, t0 + 500, t0 + 9_000);
         assert_eq!(due(&mut w, t0 + 9_000), vec![3]);
+        assert_eq!(w.scheduled(), 0);
+    }
+
+    #[test]
+    fn clock_going_back_does_not_strand_segments() {
+        let mut w = Wheel::default();
+        let t0 = 9_000_000_000;
+        w.schedule(1, t0 + 10_000, t0);
+        w.schedule(2, t0 + 20, t0);
+        assert_eq!(due(&mut w, t0 + 100), vec![2]);
+        // The clock steps back an hour: segment 1 is passed over soon.
+        let back = t0 - 3_600_000;
+        assert!(due(&mut w, back).is_empty());
+        assert_eq!(due(&mut w, back + MIN_GAP_MS + TICK_MS), vec![1]);
         assert_eq!(w.scheduled(), 0);
     }
 
