@@ -433,12 +433,12 @@ fn main() {
         ("expired_time_cap_reached_count", r.cap, d.cap),
     ];
     println!(
-        "\n| {:<32} | {:>12} | {:>12} |",
+        "\n| {:<36} | {:>12} | {:>12} |",
         "", "ringkv", "redis-server"
     );
-    println!("|{:-<34}|{:->14}|{:->14}|", "", "", "");
+    println!("|{:-<38}|{:->14}|{:->14}|", "", "", "");
     for (name, a, b) in rows {
-        println!("| {name:<32} | {a:>12} | {b:>12} |");
+        println!("| {name:<36} | {a:>12} | {b:>12} |");
     }
     println!(
         "(times from the start of the deadline second; GET figures over that second until 0.5 s after DBSIZE is back; \"back\" = DBSIZE at base and used_memory within 10% of the loaded bytes of baseline)"
