@@ -439,6 +439,8 @@ fn cross_shard_bitop_pfcount_pfmerge_are_atomic() {
     let both = c.cmd_str(&["PFCOUNT", "scratch-a", "scratch-b"]);
     assert_ne!(both, ca);
     assert_ne!(both, cb);
+    // Both keys exist before the reader starts.
+    c.cmd(&[b"MSET", x.as_bytes(), &va, y.as_bytes(), &va]);
     let stop = AtomicBool::new(false);
     let checks = AtomicU64::new(0);
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -446,7 +448,10 @@ fn cross_shard_bitop_pfcount_pfmerge_are_atomic() {
         s.spawn(|| {
             let mut w = server.raw();
             let mut flip = false;
-            while !stop.load(Ordering::Relaxed) {
+            // Also bounded in time, so a failed reader cannot leave it running.
+            while !stop.load(Ordering::Relaxed)
+                && Instant::now() < deadline + Duration::from_secs(30)
+            {
                 let v: &[u8] = if flip { &va } else { &vb };
                 w.cmd(&[b"MSET", x.as_bytes(), v, y.as_bytes(), v]);
                 flip = !flip;

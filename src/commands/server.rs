@@ -764,6 +764,7 @@ fn config_resetstat(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Rep
                 db.stats = Default::default();
             }
             crate::shard::lazyfree::reset_stats();
+            crate::shard::expiry::reset_stats();
         })
         .await;
         OK
@@ -981,6 +982,7 @@ struct ShardInfo {
     lazyfreed: u64,
     /// Writes counted by the databases.
     dirty: u64,
+    expiry: crate::shard::expiry::ExpiryStats,
 }
 
 fn gather(s: &mut Shard) -> ShardInfo {
@@ -989,6 +991,7 @@ fn gather(s: &mut Shard) -> ShardInfo {
         stats: s.stats.clone(),
         lazy_pending: crate::shard::lazyfree::pending(),
         lazyfreed: crate::shard::lazyfree::freed(),
+        expiry: crate::shard::expiry::stats(),
         ..Default::default()
     };
     for db in &s.dbs {
@@ -1240,6 +1243,19 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
                 sum(&|s| s.stats.rejected_connections)
             );
             field!("expired_keys", sum(&|s| s.expired));
+            let stale = shards.iter().map(|s| s.expiry.stale_perc).sum::<f64>();
+            field!(
+                "expired_stale_perc",
+                format!("{:.2}", stale / shards.len().max(1) as f64)
+            );
+            field!(
+                "expired_time_cap_reached_count",
+                sum(&|s| s.expiry.time_cap_reached)
+            );
+            field!(
+                "expire_cycle_cpu_milliseconds",
+                sum(&|s| s.expiry.cpu_us) / 1000
+            );
             field!("keyspace_hits", sum(&|s| s.hits));
             field!("keyspace_misses", sum(&|s| s.misses));
             field!("total_error_replies", sum(&|s| s.stats.total_error_replies));

@@ -137,7 +137,7 @@ impl Server {
                         }
                     })
                     .detach();
-                    glommio::spawn_local(shard::active_expire_loop()).detach();
+                    glommio::spawn_local(shard::expiry::active_expire_loop()).detach();
                     if id == 0 {
                         glommio::spawn_local(crate::persistence::save::cron(global)).detach();
                     }

@@ -6,6 +6,7 @@
 
 use super::blocking::Waiter;
 use super::dict::Dict;
+use super::expiry::{Cycle, Wheel};
 use super::value::{Entry, SmallBytes, Value};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -47,8 +48,8 @@ pub struct Db {
     expires: usize,
     /// Sum of the TTLs' absolute times, for INFO's avg_ttl.
     expire_sum: u128,
-    /// Position of the active-expiry sweep.
-    pub(crate) sweep_pos: u64,
+    /// Active-expiry index: the dict's segments by next deadline.
+    wheel: Wheel,
     /// Counters.
     pub stats: DbStats,
     /// Writes so far, for `rdb_changes_since_last_save` and save points.
@@ -187,6 +188,7 @@ impl Db {
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now_ms: u64) -> Option<Entry> {
         self.mark_ready(key);
         self.dirty += 1;
+        let seg = self.segment_for(key, expire_at);
         let old = self.dict.insert(Entry {
             key: SmallBytes::new(key),
             value,
@@ -197,7 +199,7 @@ impl Db {
         if let Some(o) = &old {
             self.untrack(o.expire_at);
         }
-        self.track(expire_at);
+        self.after_insert(seg, expire_at, now_ms);
         old.filter(|o| !Self::is_expired(o, now_ms))
     }
 
@@ -209,11 +211,12 @@ impl Db {
         }
         let exp = entry.expire_at;
         self.dirty += 1;
+        let seg = self.segment_for(&entry.key, exp);
         let old = self.dict.insert(entry);
         if let Some(o) = &old {
             self.untrack(o.expire_at);
         }
-        self.track(exp);
+        self.after_insert(seg, exp, super::unix_ms());
         old
     }
 
@@ -254,7 +257,35 @@ impl Db {
         self.dirty += 1;
         self.untrack(old);
         self.track(expire_at);
+        if expire_at != 0 {
+            let seg = self.dict.segment_of(key);
+            self.wheel.schedule(seg, expire_at, super::unix_ms());
+        }
         true
+    }
+
+    /// The segment to slot in the wheel for `key` (only hashed when the key
+    /// gets a TTL).
+    fn segment_for(&self, key: &[u8], expire_at: u64) -> u32 {
+        if expire_at == 0 {
+            0
+        } else {
+            self.dict.segment_of(key)
+        }
+    }
+
+    /// Bookkeeping after an insert into segment `seg` (as found before the
+    /// insert) with deadline `expire_at`: the TTL count, the wheel, and a
+    /// split, whose new half inherits the old half's slot (so the key's
+    /// deadline is covered whichever half it landed in).
+    fn after_insert(&mut self, seg: u32, expire_at: u64, now_ms: u64) {
+        self.track(expire_at);
+        if expire_at != 0 {
+            self.wheel.schedule(seg, expire_at, now_ms);
+        }
+        if let Some((from, to)) = self.dict.take_split() {
+            self.wheel.inherit(from, to, now_ms);
+        }
     }
 
     fn track(&mut self, expire_at: u64) {
@@ -277,30 +308,21 @@ impl Db {
         self.dirty += self.dict.len() as u64;
         self.expires = 0;
         self.expire_sum = 0;
-        self.sweep_pos = 0;
+        self.wheel.clear();
         std::mem::take(&mut self.dict)
     }
 
-    /// Active expiry: visits about `budget` entries from the sweep position and
-    /// removes the expired ones. Returns how many were removed.
-    pub fn active_expire(&mut self, budget: usize, now_ms: u64) -> usize {
-        if self.expires == 0 {
-            return 0;
-        }
-        let mut removed = 0usize;
+    /// Active expiry: removes the due keys of due segments until
+    /// `deadline` (see [`super::expiry`]).
+    pub fn active_expire(&mut self, now_ms: u64, deadline: std::time::Instant) -> Cycle {
         let mut gone_sum = 0u128;
-        self.sweep_pos = self.dict.sweep(self.sweep_pos, budget, |e| {
-            let out = Self::is_expired(e, now_ms);
-            if out {
-                removed += 1;
-                gone_sum += e.expire_at as u128;
-            }
-            out
+        let cycle = self.wheel.run(&mut self.dict, now_ms, deadline, |e| {
+            gone_sum += e.expire_at as u128;
         });
-        self.expires -= removed;
+        self.expires -= cycle.removed;
         self.expire_sum -= gone_sum;
-        self.stats.expired_keys += removed as u64;
-        removed
+        self.stats.expired_keys += cycle.removed as u64;
+        cycle
     }
 
     /// Calls `f` for every live key.

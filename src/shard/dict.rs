@@ -78,6 +78,19 @@ pub struct Dict {
     /// Parity of saved entries (see the module doc).
     parity: bool,
     snap: Option<Box<SnapState>>,
+    /// The last split as (old segment, new segment), until taken.
+    last_split: Option<(u32, u32)>,
+}
+
+/// What [`Dict::expire_segment`] found in one segment.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct SegmentExpiry {
+    /// Keys removed because their deadline had passed.
+    pub removed: usize,
+    /// Keys with a TTL visited (removed or not).
+    pub with_ttl: usize,
+    /// Earliest deadline left in the segment (`u64::MAX` when none).
+    pub next: u64,
 }
 
 impl Default for Dict {
@@ -108,6 +121,7 @@ impl Dict {
             len: 0,
             parity: false,
             snap: None,
+            last_split: None,
         }
     }
 
@@ -133,6 +147,61 @@ impl Dict {
     fn seg_index(&self, h: u64) -> usize {
         let slot = h.checked_shr(64 - self.global_depth).unwrap_or(0);
         self.dir[slot as usize] as usize
+    }
+
+    /// The segment that holds (or would hold) `key`. Segment numbers are
+    /// stable: segments never merge, and a split keeps the old number for one
+    /// half (see [`Dict::take_split`]).
+    #[inline]
+    pub fn segment_of(&self, key: &[u8]) -> u32 {
+        self.seg_index(self.hash(key)) as u32
+    }
+
+    /// The split made by the last insert, as (old segment, new segment).
+    #[inline]
+    pub fn take_split(&mut self) -> Option<(u32, u32)> {
+        self.last_split.take()
+    }
+
+    /// Removes the entries of segment `seg` whose deadline is at or before
+    /// `now_ms`, calling `removed` on each before it is dropped, and shrinks
+    /// the segment's table when it has become mostly empty.
+    pub fn expire_segment(
+        &mut self,
+        seg: u32,
+        now_ms: u64,
+        mut removed: impl FnMut(&Entry),
+    ) -> SegmentExpiry {
+        let mut out = SegmentExpiry {
+            next: u64::MAX,
+            ..Default::default()
+        };
+        let hasher = &self.hasher;
+        let (snap, parity) = (&mut self.snap, self.parity);
+        let Some(s) = self.segments.get_mut(seg as usize) else {
+            return out;
+        };
+        s.table.retain(|e| {
+            if e.expire_at == 0 {
+                return true;
+            }
+            out.with_ttl += 1;
+            if e.expire_at <= now_ms {
+                save_unsaved(snap, parity, e);
+                removed(e);
+                out.removed += 1;
+                false
+            } else {
+                out.next = out.next.min(e.expire_at);
+                true
+            }
+        });
+        if s.table.len() < s.table.capacity() * 3 / 8 {
+            s.table
+                .shrink_to(s.table.len(), |e| inner(hasher.hash_one(e.key.as_slice())));
+        }
+        self.len -= out.removed;
+        out
     }
 
     /// Looks a key up.
@@ -220,6 +289,7 @@ impl Dict {
         }
         old.table.shrink_to(old.table.len(), rehash);
         let new_index = self.segments.len() as u32;
+        self.last_split = Some((i as u32, new_index));
         self.segments.push(Segment {
             depth: new_depth,
             table: moved,

@@ -10,6 +10,7 @@
 pub mod blocking;
 pub mod db;
 pub mod dict;
+pub mod expiry;
 pub mod lazyfree;
 pub mod locks;
 pub mod routing;
@@ -303,32 +304,4 @@ thread_local! {
 /// A task that makes the receiving shard's mailbox loop end.
 pub fn stop_task() -> Task {
     Box::new(|| STOP.with(|s| s.set(true)))
-}
-
-/// Entries visited per active-expiry step.
-const SWEEP_SLICE: usize = 16 * 1024;
-
-/// Active expiry: every 1/hz seconds, sweep each database for a bounded
-/// amount of time (25% of the period at most, as Redis's slow cycle).
-pub async fn active_expire_loop() {
-    loop {
-        let hz = with_shard(|s| s.config.hz()).max(1);
-        let period = std::time::Duration::from_millis(1000 / hz);
-        glommio::timer::sleep(period).await;
-        let deadline = Instant::now() + period / 4;
-        with_shard(|s| {
-            s.refresh_config();
-            let now = unix_ms();
-            for db in s.dbs.iter_mut() {
-                // Visit a bounded slice of the keyspace; keep going while a
-                // good share of what we visit has expired and time remains.
-                while db.expires() > 0 && Instant::now() < deadline {
-                    let removed = db.active_expire(SWEEP_SLICE, now);
-                    if removed < SWEEP_SLICE / 4 {
-                        break;
-                    }
-                }
-            }
-        });
-    }
 }
