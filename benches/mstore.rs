@@ -1,7 +1,7 @@
 //! MemoryStore write benchmark (issue 6): ringkv's native `MSTORE.WRITE`
-//! against the seed's approach on redis-server, `MULTI` + `LPUSH` + `LTRIM`
-//! + `PEXPIRE` + `EXEC` (what the client API's Redis mode sends), in the
-//! same run.
+//! against the seed's approach on redis-server, `MULTI`, `LPUSH`, `LTRIM`,
+//! `PEXPIRE`, `EXEC` (what the client API's Redis mode sends), in the same
+//! run.
 //!
 //! For each server (ringkv `--shards 1`, then redis-server, both pinned to
 //! `MS_SERVER_CPU`, the benchmark's threads to `MS_CLIENT_CPU`):
