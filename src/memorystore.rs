@@ -9,6 +9,9 @@
 //!   (see [`crate::commands::mstore`]), with the configuration cached locally
 //!   for [`DEFAULT_CONFIG_CACHE_TTL`] (settable), as the Go original does.
 //!
+//! Record data is any serde type, encoded as JSON by default ([`Json`]); a
+//! store built with [`MemoryStore::with_codec`] uses another [`Codec`].
+//!
 //! ```no_run
 //! use ringkv::memorystore::MemoryStore;
 //! use std::time::Duration;
@@ -25,6 +28,7 @@ use redis::{ConnectionLike, RedisError, Value, cmd, pipe};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long the Redis mode trusts a cached configuration by default.
@@ -54,8 +58,8 @@ pub enum Error {
     InvalidArgument(&'static str),
     /// The server answered with an error or the connection failed.
     Redis(RedisError),
-    /// The data could not be encoded or decoded as JSON.
-    Json(serde_json::Error),
+    /// The codec could not encode or decode the data.
+    Codec(BoxError),
     /// A stored element is not a `<timestamp-ms>:<data>` record.
     InvalidRecord,
 }
@@ -66,7 +70,7 @@ impl std::fmt::Display for Error {
             Error::KeyNotConfigured { key } => write!(f, "key not configured: {key}"),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::Redis(e) => write!(f, "redis: {e}"),
-            Error::Json(e) => write!(f, "json: {e}"),
+            Error::Codec(e) => write!(f, "codec: {e}"),
             Error::InvalidRecord => write!(f, "stored element is not a MemoryStore record"),
         }
     }
@@ -80,14 +84,32 @@ impl From<RedisError> for Error {
     }
 }
 
-impl From<serde_json::Error> for Error {
-    fn from(e: serde_json::Error) -> Error {
-        Error::Json(e)
-    }
-}
-
 /// Result of MemoryStore calls.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A codec's error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How record data is turned into bytes and back.
+pub trait Codec {
+    /// Encodes `data`.
+    fn encode<T: Serialize + ?Sized>(data: &T) -> std::result::Result<Vec<u8>, BoxError>;
+    /// Decodes bytes written by [`Codec::encode`].
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, BoxError>;
+}
+
+/// The default codec: JSON through `serde_json`.
+pub struct Json;
+
+impl Codec for Json {
+    fn encode<T: Serialize + ?Sized>(data: &T) -> std::result::Result<Vec<u8>, BoxError> {
+        Ok(serde_json::to_vec(data)?)
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, BoxError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
 
 /// A key's configuration, in the units the commands take.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -108,20 +130,28 @@ impl Config {
     }
 }
 
-/// Records per namespace and key over a Redis connection; see the module
-/// docs for the two modes.
-pub struct MemoryStore<C> {
+/// Records per namespace and key over a Redis connection, with data encoded
+/// by `K`; see the module docs for the two modes.
+pub struct MemoryStore<C, K = Json> {
     conn: C,
     namespace: String,
     native: bool,
     cache_ttl: Duration,
     cache: HashMap<String, (Config, Instant)>,
+    codec: PhantomData<K>,
 }
 
 impl<C: ConnectionLike> MemoryStore<C> {
-    /// A store for `namespace` over `conn`; asks the server whether it has
-    /// the MSTORE commands.
-    pub fn new(mut conn: C, namespace: impl Into<String>) -> Result<MemoryStore<C>> {
+    /// A store for `namespace` over `conn`, with JSON data; asks the server
+    /// whether it has the MSTORE commands.
+    pub fn new(conn: C, namespace: impl Into<String>) -> Result<MemoryStore<C>> {
+        MemoryStore::with_codec(conn, namespace)
+    }
+}
+
+impl<C: ConnectionLike, K: Codec> MemoryStore<C, K> {
+    /// Like [`MemoryStore::new`], with data encoded by `K`.
+    pub fn with_codec(mut conn: C, namespace: impl Into<String>) -> Result<MemoryStore<C, K>> {
         let info: Vec<Value> = cmd("COMMAND")
             .arg("INFO")
             .arg("MSTORE.WRITE")
@@ -133,6 +163,7 @@ impl<C: ConnectionLike> MemoryStore<C> {
             native,
             cache_ttl: DEFAULT_CONFIG_CACHE_TTL,
             cache: HashMap::new(),
+            codec: PhantomData,
         })
     }
 
@@ -201,10 +232,10 @@ impl<C: ConnectionLike> MemoryStore<C> {
     /// its expiry; returns the number of records. Fails with
     /// [`Error::KeyNotConfigured`] when `key` has no configuration.
     pub fn write_record<T: Serialize + ?Sized>(&mut self, key: &str, data: &T) -> Result<u64> {
-        let json = serde_json::to_vec(data)?;
+        let bytes = K::encode(data).map_err(Error::Codec)?;
         if self.native {
             let mut q = self.native_cmd("MSTORE.WRITE", key);
-            q.arg(&json);
+            q.arg(&bytes);
             return match q.query(&mut self.conn) {
                 Err(e) if e.code() == Some("NOTCONFIGURED") => Err(Error::KeyNotConfigured {
                     key: key.to_string(),
@@ -213,7 +244,7 @@ impl<C: ConnectionLike> MemoryStore<C> {
             };
         }
         let c = self.cached_config(key)?;
-        self.append(key, &json, c)
+        self.append(key, &bytes, c)
     }
 
     /// Like [`MemoryStore::write_record`], with a configuration for this
@@ -226,13 +257,13 @@ impl<C: ConnectionLike> MemoryStore<C> {
         max_records: u64,
     ) -> Result<u64> {
         let c = Config::new(expire, max_records)?;
-        let json = serde_json::to_vec(data)?;
+        let bytes = K::encode(data).map_err(Error::Codec)?;
         if self.native {
             let mut q = self.native_cmd("MSTORE.WRITEWITH", key);
-            q.arg(&json).arg(c.expire_ms).arg(c.max);
+            q.arg(&bytes).arg(c.expire_ms).arg(c.max);
             return Ok(q.query(&mut self.conn)?);
         }
-        self.append(key, &json, c)
+        self.append(key, &bytes, c)
     }
 
     /// The configuration of `key` from the cache, or from the server (then
@@ -263,7 +294,7 @@ impl<C: ConnectionLike> MemoryStore<C> {
 
     /// The Redis mode's write: LPUSH, LTRIM and PEXPIRE (PERSIST without
     /// expiry) in one MULTI/EXEC.
-    fn append(&mut self, key: &str, json: &[u8], c: Config) -> Result<u64> {
+    fn append(&mut self, key: &str, data: &[u8], c: Config) -> Result<u64> {
         let log = self.storage_key(key, LOG);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -271,7 +302,7 @@ impl<C: ConnectionLike> MemoryStore<C> {
             .as_millis();
         let mut rec = itoa::Buffer::new().format(now).as_bytes().to_vec();
         rec.push(b':');
-        rec.extend_from_slice(json);
+        rec.extend_from_slice(data);
         let mut p = pipe();
         p.atomic()
             .lpush(&log, rec)
@@ -302,7 +333,7 @@ impl<C: ConnectionLike> MemoryStore<C> {
             return flat
                 .chunks_exact(2)
                 .map(|p| match p {
-                    [Value::BulkString(data), Value::Int(ts)] => record(*ts, data),
+                    [Value::BulkString(data), Value::Int(ts)] => record::<K, T>(*ts, data),
                     _ => Err(Error::InvalidRecord),
                 })
                 .collect();
@@ -317,7 +348,7 @@ impl<C: ConnectionLike> MemoryStore<C> {
         raw.iter()
             .map(|r| {
                 let (ts, data) = split_record(r).ok_or(Error::InvalidRecord)?;
-                record(ts, data)
+                record::<K, T>(ts, data)
             })
             .collect()
     }
@@ -350,9 +381,9 @@ impl<C: ConnectionLike> MemoryStore<C> {
 }
 
 /// A decoded record.
-fn record<T: DeserializeOwned>(ts: i64, data: &[u8]) -> Result<Record<T>> {
+fn record<K: Codec, T: DeserializeOwned>(ts: i64, data: &[u8]) -> Result<Record<T>> {
     Ok(Record {
-        data: serde_json::from_slice(data)?,
+        data: K::decode(data).map_err(Error::Codec)?,
         timestamp: UNIX_EPOCH + Duration::from_millis(ts.max(0) as u64),
     })
 }

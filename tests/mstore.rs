@@ -468,7 +468,7 @@ fn command_table_entries() {
 #[cfg(feature = "memorystore-client")]
 mod client {
     use super::*;
-    use ringkv::memorystore::{Error, MemoryStore, Record};
+    use ringkv::memorystore::{BoxError, Codec, Error, MemoryStore, Record};
     use serde::{Deserialize, Serialize};
 
     #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
@@ -594,5 +594,40 @@ mod client {
         let recs: Vec<Record<String>> = admin.get_latest_records("k", 5).unwrap();
         let data: Vec<&str> = recs.iter().map(|r| r.data.as_str()).collect();
         assert_eq!(data, ["b", "a"]);
+    }
+
+    /// A non-default codec: bincode.
+    struct Bincode;
+
+    impl Codec for Bincode {
+        fn encode<T: Serialize + ?Sized>(data: &T) -> Result<Vec<u8>, BoxError> {
+            Ok(bincode::serde::encode_to_vec(
+                data,
+                bincode::config::standard(),
+            )?)
+        }
+
+        fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
+            Ok(bincode::serde::decode_from_slice(bytes, bincode::config::standard())?.0)
+        }
+    }
+
+    #[test]
+    fn client_api_with_another_codec() {
+        for p in [Proc::ringkv(4, &[]), Proc::redis(&[])] {
+            let mut ms = MemoryStore::<_, Bincode>::with_codec(p.client(), "ns").unwrap();
+            ms.create_key("k", Duration::from_secs(60), 10).unwrap();
+            ms.write_record("k", &action(1)).unwrap();
+            ms.write_record("k", &action(2)).unwrap();
+            let recs: Vec<Record<Action>> = ms.get_latest_records("k", 10).unwrap();
+            let data: Vec<Action> = recs.into_iter().map(|r| r.data).collect();
+            assert_eq!(data, [action(2), action(1)], "{}", p.label);
+            // JSON cannot read what bincode wrote.
+            let mut json = MemoryStore::new(p.client(), "ns").unwrap();
+            assert!(matches!(
+                json.get_latest_records::<Action>("k", 1),
+                Err(Error::Codec(_))
+            ));
+        }
     }
 }
