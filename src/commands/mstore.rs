@@ -362,7 +362,12 @@ fn append(ctx: &mut Ctx<'_>, args: &[Bytes], c: Config) -> Reply {
         let len = match tri!(list::list_mut(db, key, now)) {
             Some(l) => {
                 l.push(&[rec], true, fill);
-                l.trim(0, c.max as usize, fill);
+                if l.len() > c.max as usize {
+                    l.trim(0, c.max as usize, fill);
+                    // At the cap the list only ever grows by one record:
+                    // keep room for two of this size, not 25%.
+                    l.shrink_spare(2 * rec.len() + 8);
+                }
                 l.len()
             }
             None => {
