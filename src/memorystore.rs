@@ -138,6 +138,8 @@ pub struct MemoryStore<C, K = Json> {
     native: bool,
     cache_ttl: Duration,
     cache: HashMap<String, (Config, Instant)>,
+    /// When expired cache entries were last dropped.
+    swept: Instant,
     codec: PhantomData<K>,
 }
 
@@ -163,6 +165,7 @@ impl<C: ConnectionLike, K: Codec> MemoryStore<C, K> {
             native,
             cache_ttl: DEFAULT_CONFIG_CACHE_TTL,
             cache: HashMap::new(),
+            swept: Instant::now(),
             codec: PhantomData,
         })
     }
@@ -274,8 +277,12 @@ impl<C: ConnectionLike, K: Codec> MemoryStore<C, K> {
         {
             return Ok(*c);
         }
+        // Drop expired entries at most once per TTL.
         let ttl = self.cache_ttl;
-        self.cache.retain(|_, (_, at)| at.elapsed() < ttl);
+        if self.swept.elapsed() >= ttl {
+            self.cache.retain(|_, (_, at)| at.elapsed() < ttl);
+            self.swept = Instant::now();
+        }
         let cfg = self.storage_key(key, CFG);
         let (expire, max): (Option<i64>, Option<i64>) = cmd("HMGET")
             .arg(&cfg)
