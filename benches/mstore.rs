@@ -10,7 +10,8 @@
 //! 2. runs `MS_N` writes of 64-byte data to random keys from `MS_CLIENTS`
 //!    connections, `MS_P` writes pipelined per round trip, and reports
 //!    writes/s and the p50/p99 of the round trips (as redis-benchmark
-//!    reports latency with `-P`);
+//!    reports latency with `-P`), and the writes per second of server CPU
+//!    time (utime + stime from /proc), which a loaded machine disturbs less;
 //! 3. fills every key to 100 records (ringkv: `MSTORE.WRITE`; redis: one
 //!    `LPUSH` of 100 records + `PEXPIRE` per key, the same list) and reports
 //!    RSS and `used_memory` growth per record over the empty server.
@@ -151,6 +152,23 @@ fn write_op(out: &mut Vec<u8>, native: bool, k: &[u8], now_ms: u128) -> usize {
     5
 }
 
+/// CPU time (user + system, all threads) the process `pid` has used.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(f.iter().sum::<u64>() as f64 / tck)
+}
+
 struct Run {
     writes_per_s: f64,
     p50_ms: f64,
@@ -224,9 +242,9 @@ fn main() {
         DATA.len()
     );
     println!(
-        "| server | approach | writes/s | p50 ms | p99 ms | RSS B/record | used_memory B/record |"
+        "| server | approach | writes/s | writes per server CPU-s | p50 ms | p99 ms | RSS B/record | used_memory B/record |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for kind in ["ringkv", "redis"] {
         let native = kind == "ringkv";
         let server = start_server(kind, Some(server_cpu));
@@ -259,7 +277,10 @@ fn main() {
             }),
             1,
         );
+        let cpu0 = cpu_time(server.child.id());
         let r = run(port, native, n, clients, pipeline, keys);
+        let cpu = cpu_time(server.child.id()).saturating_sub(cpu0);
+        let per_cpu_s = (n / clients * clients) as f64 / cpu.as_secs_f64().max(1e-3);
         // Fill every key to exactly MAX records.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -297,13 +318,14 @@ fn main() {
         let (rss1, used1) = (rss_kb(server.child.id()).unwrap(), info_used_memory(port));
         let records = (keys * MAX as u64) as f64;
         println!(
-            "| {kind} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {:.1} |",
+            "| {kind} | {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.1} | {:.1} |",
             if native {
                 "MSTORE.WRITE"
             } else {
                 "MULTI+LPUSH+LTRIM+PEXPIRE+EXEC"
             },
             r.writes_per_s,
+            per_cpu_s,
             r.p50_ms,
             r.p99_ms,
             (rss1.saturating_sub(rss0) * 1024) as f64 / records,
