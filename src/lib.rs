@@ -19,6 +19,8 @@ pub mod alloc;
 pub mod commands;
 pub mod config;
 pub mod glob;
+#[cfg(feature = "memorystore-client")]
+pub mod memorystore;
 pub mod persistence;
 pub mod server;
 pub mod shard;

@@ -8,4 +8,4 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq redis-server redis-tools
 fi
-cargo test --all-targets
+cargo test --all-targets --all-features

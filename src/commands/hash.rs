@@ -209,7 +209,7 @@ fn kw(arg: &[u8], word: &str) -> bool {
 }
 
 /// The encoding thresholds currently configured.
-fn limits(ctx: &mut Ctx<'_>) -> Limits {
+pub fn limits(ctx: &mut Ctx<'_>) -> Limits {
     ctx.shard.refresh_config();
     let c = &ctx.shard.config;
     Limits {

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod list;
 pub mod longdouble;
 pub mod persistence;
+pub mod mstore;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -322,6 +323,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         sort::COMMANDS,
         blocking::COMMANDS,
         persistence::COMMANDS,
+        mstore::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())

@@ -627,6 +627,17 @@ impl ListValue {
         }
     }
 
+    /// Gives back the flat form's spare capacity beyond `slack` bytes once
+    /// it exceeds twice that; for lists held at a cap (MSTORE), which never
+    /// grow by more than one element, so the usual 25% headroom is waste.
+    pub fn shrink_spare(&mut self, slack: usize) {
+        if let ListValue::Listpack(lp) = self
+            && lp.buf.capacity() > lp.buf.len() + 2 * slack
+        {
+            lp.buf.shrink_to(lp.buf.len() + slack);
+        }
+    }
+
     /// Keeps only the elements `start..end` (clamped).
     pub fn trim(&mut self, start: usize, end: usize, fill: i64) {
         let len = self.len();
