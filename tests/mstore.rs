@@ -631,3 +631,59 @@ mod client {
         }
     }
 }
+
+/// Writes a configured key and a WRITEWITH key, persists with `persist`,
+/// kills the server and restarts it on the same directory: configuration,
+/// records (in order, with their timestamps) and TTLs are all back.
+fn survives_restart(shards: usize, flags: &[&str], persist: &[&str]) {
+    let p = Proc::ringkv(shards, flags);
+    let mut con = p.client();
+    let () = q(&mut con, &["MSTORE.CREATE", "svc", "user:1", "600000", "3"]);
+    for i in 1..=5 {
+        let _: i64 = q(
+            &mut con,
+            &["MSTORE.WRITE", "svc", "user:1", &format!("r{i}")],
+        );
+    }
+    let _: i64 = q(
+        &mut con,
+        &["MSTORE.WRITEWITH", "svc", "once", "x", "600000", "10"],
+    );
+    let before: Vec<String> = q(
+        &mut con,
+        &["MSTORE.LATEST", "svc", "user:1", "10", "WITHTIMESTAMPS"],
+    );
+    let config: Vec<String> = q(&mut con, &["MSTORE.CONFIG", "svc", "user:1"]);
+    if !persist.is_empty() {
+        let _: redis::Value = q(&mut con, persist);
+    }
+    let dir = p.dir.clone();
+    drop(con);
+    drop(p); // kill -9
+    let p = Proc::ringkv_in(&dir, shards, flags);
+    let mut con = p.client();
+    let after: Vec<String> = q(
+        &mut con,
+        &["MSTORE.LATEST", "svc", "user:1", "10", "WITHTIMESTAMPS"],
+    );
+    assert_eq!(after, before);
+    assert_eq!(before.len(), 6);
+    assert_eq!(
+        q::<Vec<String>>(&mut con, &["MSTORE.CONFIG", "svc", "user:1"]),
+        config
+    );
+    assert_eq!(q::<i64>(&mut con, &["MSTORE.COUNT", "svc", "once"]), 1);
+    assert_eq!(
+        q::<Option<Vec<String>>>(&mut con, &["MSTORE.CONFIG", "svc", "once"]),
+        None
+    );
+    let _: i64 = q(&mut con, &["MSTORE.WRITE", "svc", "user:1", "r6"]);
+    assert_eq!(latest(&mut con, "svc", "user:1", 1), ["r6"]);
+}
+
+#[test]
+fn configuration_and_records_survive_a_restart_through_rdb() {
+    for shards in [1, 4] {
+        survives_restart(shards, &[], &["SAVE"]);
+    }
+}
