@@ -124,6 +124,19 @@ fn main() {
         let ok = ringkv::persistence::check::check_rdb(path, &mut std::io::stdout());
         std::process::exit(if ok { 0 } else { 1 });
     }
+    if args.get(1).map(String::as_str) == Some("check-aof") {
+        let fix = args.get(2).map(String::as_str) == Some("--fix");
+        let Some(dir) = args.get(if fix { 3 } else { 2 }) else {
+            eprintln!("Usage: ringkv check-aof [--fix] <aof-directory>");
+            std::process::exit(1);
+        };
+        let ok = ringkv::persistence::aof::check_aof(
+            std::path::Path::new(dir),
+            fix,
+            &mut std::io::stdout(),
+        );
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let config = match build_config(args) {
         Ok(c) => c,
         Err(e) => {

@@ -687,3 +687,14 @@ fn configuration_and_records_survive_a_restart_through_rdb() {
         survives_restart(shards, &[], &["SAVE"]);
     }
 }
+
+#[test]
+fn configuration_and_records_survive_a_restart_through_aof() {
+    for shards in [1, 4] {
+        survives_restart(
+            shards,
+            &["--appendonly", "yes", "--appendfsync", "always"],
+            &[],
+        );
+    }
+}

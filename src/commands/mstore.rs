@@ -352,12 +352,43 @@ fn append(ctx: &mut Ctx<'_>, args: &[Bytes], c: Config) -> Reply {
     let Some(expire_at) = expire_at else {
         return Reply::StaticError("ERR invalid expire time in 'mstore.write' command");
     };
+    let logging = ctx
+        .shard
+        .global
+        .aof
+        .active
+        .load(std::sync::atomic::Ordering::Relaxed);
     let db = ctx.db();
     with_key(args, LOG, |buf, key_len| {
         buf.extend_from_slice(itoa::Buffer::new().format(now).as_bytes());
         buf.push(b':');
         buf.extend_from_slice(&args[3]);
         let (key, rec) = buf.split_at(key_len);
+        if logging {
+            // The AOF replays the effect, with this write's timestamp and
+            // absolute expiry, not the command.
+            let b = Bytes::copy_from_slice;
+            let k = b(key);
+            let ttl = if expire_at > 0 {
+                vec![
+                    b(b"PEXPIREAT"),
+                    k.clone(),
+                    b(expire_at.to_string().as_bytes()),
+                ]
+            } else {
+                vec![b(b"PERSIST"), k.clone()]
+            };
+            crate::persistence::aof::set_override(vec![
+                vec![b(b"LPUSH"), k.clone(), b(rec)],
+                vec![
+                    b(b"LTRIM"),
+                    k.clone(),
+                    b(b"0"),
+                    b((c.max - 1).to_string().as_bytes()),
+                ],
+                ttl,
+            ]);
+        }
         let len = match tri!(list::list_mut(db, key, now)) {
             Some(l) => {
                 l.push(&[rec], true, fill);

@@ -22,6 +22,17 @@ pub static COMMANDS: &[CommandSpec] = &[
     )
     .acl(&["dangerous"]),
     CommandSpec::new(
+        "bgrewriteaof",
+        1,
+        ADMIN | NOSCRIPT,
+        NO_KEYS,
+        "server",
+        "1.0.0",
+        "Asynchronously rewrite the append-only file",
+        Handler::Async(bgrewriteaof),
+    )
+    .acl(&["dangerous"]),
+    CommandSpec::new(
         "save",
         1,
         ADMIN | NOSCRIPT | NO_MULTI,
@@ -67,5 +78,33 @@ fn save_cmd(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
                 Err(SaveError::Failed(_)) => Reply::StaticError("ERR"),
             };
         }
+    })
+}
+
+/// BGREWRITEAOF: compacts the AOF into a new base in the background; waits
+/// for a running BGSAVE first ("scheduled"), as Redis does.
+fn bgrewriteaof(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
+    Box::pin(async move {
+        let global = c.global;
+        if global
+            .aof
+            .rewrite_in_progress
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Reply::StaticError(
+                "ERR Background append only file rewriting already in progress",
+            );
+        }
+        let scheduled = crate::persistence::snapshot::in_progress();
+        let enable = global.aof.active.load(std::sync::atomic::Ordering::Acquire);
+        glommio::spawn_local(async move {
+            let _ = crate::persistence::aof::rewrite(global, enable).await;
+        })
+        .detach();
+        Reply::Status(if scheduled {
+            "Background append only file rewriting scheduled".into()
+        } else {
+            "Background append only file rewriting started".into()
+        })
     })
 }

@@ -695,6 +695,23 @@ fn config_set(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
                 run_on_all(global, |s: &mut Shard| s.refresh_config()).await;
                 let names: Vec<&str> = values.iter().map(|(spec, _)| spec.name).collect();
                 config::apply_runtime(&snapshot, &names);
+                if names.contains(&"appendfsync") {
+                    let f = snapshot.get("appendfsync").unwrap_or("everysec");
+                    global
+                        .aof
+                        .set_fsync(crate::persistence::aof::Fsync::parse(f));
+                }
+                if names.contains(&"appendonly") {
+                    let on = snapshot.get("appendonly") == Some("yes");
+                    let active = global.aof.active.load(Ordering::Acquire);
+                    if on && !active {
+                        if let Err(e) = crate::persistence::aof::start_logging(global).await {
+                            tracing::warn!("can't turn the AOF on: {e}");
+                        }
+                    } else if !on && active {
+                        crate::persistence::aof::stop_logging(global);
+                    }
+                }
                 OK
             }
         }

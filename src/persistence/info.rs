@@ -54,16 +54,41 @@ pub fn write_section(out: &mut String, g: &'static Global, dirty: u64) {
         "rdb_last_load_keys_loaded",
         &st.load_keys.load(Ordering::Relaxed),
     );
-    field("aof_enabled", &0);
-    field("aof_rewrite_in_progress", &0);
+    let aof = &g.aof;
+    let on = aof.active.load(Ordering::Relaxed);
+    field("aof_enabled", &(on as u8));
+    field(
+        "aof_rewrite_in_progress",
+        &(aof.rewrite_in_progress.load(Ordering::Relaxed) as u8),
+    );
     field("aof_rewrite_scheduled", &0);
-    field("aof_last_rewrite_time_sec", &-1);
+    field(
+        "aof_last_rewrite_time_sec",
+        &aof.last_rewrite_secs.load(Ordering::Relaxed),
+    );
     field("aof_current_rewrite_time_sec", &-1);
-    field("aof_last_bgrewrite_status", &"ok");
-    field("aof_rewrites", &0);
+    field(
+        "aof_last_bgrewrite_status",
+        &ok(!aof.last_rewrite_failed.load(Ordering::Relaxed)),
+    );
+    field("aof_rewrites", &aof.rewrites.load(Ordering::Relaxed));
     field("aof_rewrites_consecutive_failures", &0);
-    field("aof_last_write_status", &"ok");
+    field(
+        "aof_last_write_status",
+        &ok(!aof.write_failed.load(Ordering::Relaxed)),
+    );
     field("aof_last_cow_size", &0);
+    if on {
+        field(
+            "aof_current_size",
+            &aof.current_size.load(Ordering::Relaxed),
+        );
+        field("aof_base_size", &aof.base_size.load(Ordering::Relaxed));
+        field("aof_pending_rewrite", &0);
+        field("aof_buffer_length", &0);
+        field("aof_pending_bio_fsync", &0);
+        field("aof_delayed_fsync", &0);
+    }
     field("module_fork_in_progress", &0);
     field("module_fork_last_cow_size", &0);
 }

@@ -35,6 +35,18 @@ pub struct LoadStats {
 /// Loads the data at startup: `dir/dbfilename` if it exists. This is the
 /// one place that chooses what to load (an AOF, when enabled, goes first).
 pub fn load_at_startup(global: &'static Global) -> Result<(), String> {
+    let cfg = global.config();
+    if cfg.get("appendonly") == Some("yes") {
+        if !super::aof::load_at_startup(global)? {
+            load_rdb_if_present(global)?;
+        }
+        let start = crate::shard::spawn_on(global, 0, move || super::aof::start_logging(global));
+        return futures::executor::block_on(start);
+    }
+    load_rdb_if_present(global)
+}
+
+fn load_rdb_if_present(global: &'static Global) -> Result<(), String> {
     let path = global.config().rdb_path();
     if !path.exists() {
         return Ok(());

@@ -14,6 +14,7 @@
 //! - [`listpack`], [`ziplist`], [`intset`]: the compact blob encodings.
 //! - [`lzf`], [`crc64`]: compression and checksum as in Redis.
 
+pub mod aof;
 pub mod check;
 pub mod crc64;
 pub mod info;

@@ -144,16 +144,32 @@ async fn finish(global: &'static Global, snap: snapshot::Snapshot) -> Result<(),
 
 /// Drains `snap` from every shard into a new RDB file and renames it in place.
 async fn write_snapshot(global: &'static Global, snap: &snapshot::Snapshot) -> Result<(), String> {
+    let path = global.config().rdb_path();
+    write_snapshot_to(global, snap, &path, false).await
+}
+
+/// Drains `snap` into an RDB file at `path` (written under a temporary name,
+/// then renamed); `aof_base` marks it as an AOF base.
+pub async fn write_snapshot_to(
+    global: &'static Global,
+    snap: &snapshot::Snapshot,
+    path: &Path,
+    aof_base: bool,
+) -> Result<(), String> {
     let cfg = global.config();
-    let path = cfg.rdb_path();
-    let tmp = path.with_file_name(format!("temp-{}.rdb", std::process::id()));
+    let path = path.to_path_buf();
+    let tmp = path.with_file_name(format!(
+        "temp-{}-{}.rdb",
+        std::process::id(),
+        aof_base as u8
+    ));
     let opts = WriteOptions::from_config(&cfg);
     let checksum = cfg.get("rdbchecksum") != Some("no");
     let aux = AuxInfo {
         redis_ver: crate::commands::connection::REDIS_VERSION.to_string(),
         ctime: snap.at_ms / 1000,
         used_mem: used_memory(global).await,
-        aof_base: false,
+        aof_base,
     };
     let (tx, rx) = std::sync::mpsc::channel::<Msg>();
     let in_flight = Arc::new(AtomicUsize::new(0));

@@ -93,10 +93,20 @@ thread_local! {
 /// be drained with [`step`] or [`drain`] on its shard; until it is, writes
 /// keep saving old values into that database's buffer.
 pub async fn begin(global: &'static Global) -> Option<Snapshot> {
+    begin_with(global, || ()).await.map(|(s, ())| s)
+}
+
+/// Like [`begin`], also running `hook` at the snapshot's instant, while every
+/// shard is locked (the AOF takes its sequence cut there).
+pub async fn begin_with<T>(
+    global: &'static Global,
+    hook: impl FnOnce() -> T,
+) -> Option<(Snapshot, T)> {
     if BUSY.swap(true, Ordering::AcqRel) {
         return None;
     }
     let tx = crate::server::client::lock_all_shards(global).await;
+    let hooked = hook();
     let at_ms = unix_ms();
     let counts = run_on_all(global, move |s| {
         let opts = WriteOptions::from_config(&s.config);
@@ -139,11 +149,14 @@ pub async fn begin(global: &'static Global) -> Option<Snapshot> {
     drop(tx);
     let dirty = counts.iter().map(|c| c.1).sum();
     let counts = counts.into_iter().map(|c| c.0).collect();
-    Some(Snapshot {
-        at_ms,
-        counts,
-        dirty,
-    })
+    Some((
+        Snapshot {
+            at_ms,
+            counts,
+            dirty,
+        },
+        hooked,
+    ))
 }
 
 /// On a shard thread: saves database `db` of this shard's snapshot for about

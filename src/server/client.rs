@@ -152,6 +152,10 @@ pub struct Client {
     pub close_after_reply: bool,
     /// Shared with the shard's client registry.
     pub info: Rc<RefCell<ClientInfo>>,
+    /// AOF sequence number reserved while the running command held its keys.
+    pub aof_seq: std::cell::Cell<Option<u64>>,
+    /// The current batch ran a write command (group commit waits for it).
+    pub wrote: bool,
 }
 
 static NEXT_TX: AtomicU64 = AtomicU64::new(1);
@@ -197,11 +201,23 @@ impl Client {
     ) -> Reply {
         let opts = self.opts();
         let db = self.db;
-        spawn_on(self.global, shard, move || async move {
+        let (reply, seq) = spawn_on(self.global, shard, move || async move {
             locks::wait_free(db, Some(keys)).await;
-            with_shard(|s| opts.call(s, f, &args))
+            with_shard(|s| {
+                let reply = opts.call(s, f, &args);
+                (reply, s.global.aof.next_seq())
+            })
         })
-        .await
+        .await;
+        self.reserve_seq(seq);
+        reply
+    }
+
+    /// Keeps the first AOF sequence number reserved by the running command.
+    fn reserve_seq(&self, seq: u64) {
+        if self.aof_seq.get().is_none() {
+            self.aof_seq.set(Some(seq));
+        }
     }
 
     /// Starts an atomic operation over `keys`, which may span shards: locks
@@ -235,7 +251,10 @@ impl Client {
     }
 
     async fn lock(&self, sets: Vec<(usize, LockSet)>) -> Tx {
-        lock_sets(self.global, self.opts(), sets).await
+        let tx = lock_sets(self.global, self.opts(), sets).await;
+        // Every key is held: a later writer of any of them logs after this.
+        self.reserve_seq(self.global.aof.next_seq());
+        tx
     }
 }
 

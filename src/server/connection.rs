@@ -12,6 +12,7 @@
 use super::client::{Client, ClientInfo, ReplyMode};
 use super::resp::{ParseLimits, Parsed, Reply, RequestParser};
 use crate::commands::{self, CallOpts, CommandSpec, Handler, err};
+use crate::persistence::aof;
 use crate::shard::{Global, Shard, locks, spawn_on, with_shard};
 use bytes::{Bytes, BytesMut};
 use futures::AsyncWriteExt;
@@ -19,6 +20,7 @@ use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -73,6 +75,8 @@ pub async fn serve(stream: TcpStream, global: &'static Global, shard: usize) {
         suppress_reply: false,
         close_after_reply: false,
         info,
+        aof_seq: Default::default(),
+        wrote: false,
     };
     let _ = run(stream, &mut client).await;
     with_shard(|s| s.clients.remove(&id));
@@ -102,6 +106,9 @@ async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> 
             (limits, s.config.query_buffer_limit())
         });
         process(client, &mut parser, &mut rbuf, &mut wbuf, limits).await;
+        if std::mem::take(&mut client.wrote) {
+            aof::wait_durable(client.global).await;
+        }
         if !wbuf.is_empty() {
             with_shard(|s| s.stats.net_output_bytes += wbuf.len() as u64);
             stream.write_all(&wbuf).await?;
@@ -368,9 +375,23 @@ pub fn call_keyed(
     full: &str,
 ) -> Reply {
     let start = Instant::now();
+    let log = spec.has(commands::flags::WRITE) && shard.global.aof.active.load(Ordering::Relaxed);
+    if log {
+        aof::clear_override();
+    }
     let reply = opts.call(shard, f, args);
     record(shard, full, start, &reply);
-    let _ = spec;
+    if log && !reply.is_error() {
+        let global = shard.global;
+        let seq = global.aof.next_seq();
+        let idx = spec.key_indices(args);
+        let cmds = if idx.is_empty() {
+            vec![args.to_vec()]
+        } else {
+            aof::keyed_effects(shard, opts.db, spec.name, args, &idx, &reply)
+        };
+        aof::log(global, seq, opts.db, &cmds);
+    }
     reply
 }
 
@@ -407,6 +428,7 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
             info.last_cmd.clone_from(&full);
         }
     }
+    client.wrote |= spec.has(commands::flags::WRITE);
     match spec.handler {
         Handler::Keyed(f) => {
             let idx = spec.key_indices(&args);
@@ -475,7 +497,26 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
             flush(client, batch, wbuf).await;
             let start = Instant::now();
             let suppress = std::mem::take(&mut client.suppress_reply);
+            let global = client.global;
+            let log_args = (spec.has(commands::flags::WRITE)
+                && global.aof.active.load(Ordering::Relaxed))
+            .then(|| args.clone());
+            client.aof_seq.set(None);
             let reply = f(client, args).await;
+            if let Some(a) = log_args
+                && !reply.is_error()
+            {
+                let seq = client
+                    .aof_seq
+                    .take()
+                    .unwrap_or_else(|| global.aof.next_seq());
+                aof::log(
+                    global,
+                    seq,
+                    client.db,
+                    &aof::async_effects(spec.name, &a, &reply),
+                );
+            }
             client.suppress_reply |= suppress;
             with_shard(|s| record(s, &full, start, &reply));
             emit(client, batch, wbuf, reply);
@@ -523,4 +564,36 @@ async fn flush(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut) {
     for r in batch.slots.drain(..).flatten() {
         r.encode(wbuf, client.resp3);
     }
+}
+
+/// Runs a RESP command stream through an internal client on this shard (AOF
+/// replay), discarding the replies. Returns how many replies were errors.
+pub async fn run_internal(global: &'static Global, stream: &[u8]) -> u64 {
+    let shard = crate::shard::current_shard_id().expect("on a shard");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let info = Rc::new(RefCell::new(ClientInfo::new(0, addr, addr, -1)));
+    let mut client = Client {
+        global,
+        shard,
+        id: 0,
+        db: 0,
+        resp3: false,
+        authenticated: true,
+        reply_mode: ReplyMode::On,
+        suppress_reply: false,
+        close_after_reply: false,
+        info,
+        aof_seq: Default::default(),
+        wrote: false,
+    };
+    let mut rbuf = BytesMut::from(stream);
+    let mut wbuf = BytesMut::new();
+    let mut parser = RequestParser::default();
+    let limits = ParseLimits {
+        max_bulk_len: i64::MAX,
+        unauthenticated: false,
+    };
+    let before = with_shard(|s| s.stats.total_error_replies);
+    process(&mut client, &mut parser, &mut rbuf, &mut wbuf, limits).await;
+    with_shard(|s| s.stats.total_error_replies) - before
 }

@@ -63,6 +63,8 @@ pub struct Global {
     pub admin: Mutex<()>,
     /// RDB persistence state.
     pub rdb: crate::persistence::save::RdbState,
+    /// Append-only file state.
+    pub aof: crate::persistence::aof::AofState,
 }
 
 impl Global {
@@ -91,6 +93,7 @@ impl Global {
             run_id,
             admin: Mutex::new(()),
             rdb: Default::default(),
+            aof: crate::persistence::aof::AofState::new(nshards),
         };
         (g, rxs)
     }

@@ -5,6 +5,8 @@
 //! ever stops its own processes.
 #![allow(dead_code)]
 
+pub mod data;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
