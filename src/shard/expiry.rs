@@ -26,8 +26,9 @@
 //!   second however its keys' deadlines are spread.
 //! - **Splits:** when a segment splits, the new half inherits the old half's
 //!   slot ([`Wheel::inherit`]): both keep a valid lower bound.
-//! - **Time slice:** [`active_expire_loop`] runs every [`PERIOD`] and stops
-//!   after [`SLICE`] (1 ms of every 10 ms), leaving the rest of the due list
+//! - **Time slice:** [`active_expire_loop`] runs every [`period`] (10 ms at
+//!   the default `hz` of 10; `100 ms / hz`) and stops after a tenth of it
+//!   (1 ms of every 10 ms), leaving the rest of the due list
 //!   for the next tick, so a mass expiry never stalls clients. Keys that
 //!   nobody touches are reclaimed within `MIN_GAP_MS` plus a tick of their
 //!   deadline, plus the backlog.
@@ -62,9 +63,11 @@ const NIL: u32 = u32::MAX;
 /// Least time between two passes over the same segment.
 pub const MIN_GAP_MS: u64 = 100;
 /// How often the active-expiry task runs.
-pub const PERIOD: Duration = Duration::from_millis(10);
-/// The longest one run of the active-expiry task may take.
-pub const SLICE: Duration = Duration::from_millis(1);
+/// The period of the active-expiry task for a given `hz`: 10 ms at Redis's
+/// default of 10, shorter (and with shorter slices) as `hz` grows.
+pub fn period(hz: u64) -> Duration {
+    Duration::from_micros(100_000 / hz.max(1))
+}
 
 #[derive(Clone, Copy)]
 struct Node {
@@ -351,15 +354,16 @@ pub fn reset_stats() {
     STATS.with(|s| s.set(ExpiryStats::default()));
 }
 
-/// Active expiry: every [`PERIOD`], remove the due keys of this shard's
-/// databases for at most [`SLICE`], starting where the last capped run
-/// stopped.
+/// Active expiry: every [`period`], remove the due keys of this shard's
+/// databases for at most a tenth of the period, starting where the last
+/// capped run stopped.
 pub async fn active_expire_loop() {
     let mut first_db = 0;
     loop {
-        glommio::timer::sleep(PERIOD).await;
+        let period = period(with_shard(|s| s.config.hz()));
+        glommio::timer::sleep(period).await;
         let start = Instant::now();
-        let deadline = start + SLICE;
+        let deadline = start + period / 10;
         let now = super::unix_ms();
         let (with_ttl, removed, capped) = with_shard(|s| {
             s.refresh_config();
