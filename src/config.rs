@@ -299,6 +299,26 @@ pub static OPTIONS: &[OptionSpec] = &[
         "Base name of the AOF files.",
     ),
     opt(
+        "auto-aof-rewrite-percentage",
+        Kind::Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        "100",
+        true,
+        "Rewrite the AOF when it grew by this percentage since the last rewrite (0: never).",
+    ),
+    opt(
+        "auto-aof-rewrite-min-size",
+        Kind::Memory {
+            min: 0,
+            max: i64::MAX,
+        },
+        "67108864",
+        true,
+        "Smallest AOF size that triggers an automatic rewrite.",
+    ),
+    opt(
         "aof-load-truncated",
         Kind::Bool,
         "yes",

@@ -334,3 +334,40 @@ fn config_set_appendonly_writes_a_base_and_rewrite_compacts() {
         assert_eq!(v, 2000);
     }
 }
+
+#[test]
+fn automatic_rewrite_starts_when_the_aof_doubles() {
+    let p = Proc::ringkv(
+        2,
+        &["--appendonly", "yes", "--auto-aof-rewrite-min-size", "64kb"],
+    );
+    let mut c = p.client();
+    let big = "x".repeat(1000);
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{}", i % 20))
+            .arg(&big)
+            .query(&mut c)
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while info_field(&mut c, "aof_rewrites") == "0" {
+        assert!(Instant::now() < deadline, "no automatic rewrite");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    while info_field(&mut c, "aof_rewrite_in_progress") != "0" {
+        assert!(Instant::now() < deadline, "rewrite did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let size: u64 = info_field(&mut c, "aof_current_size").parse().unwrap();
+    assert!(
+        size < 100_000,
+        "the rewrite compacted 200 KB of writes to 20 keys: {size}"
+    );
+    let want = keyspace(&p);
+    let dir = p.dir.clone();
+    drop(c);
+    drop(p);
+    let p = Proc::ringkv_in(&dir, 2, &AOF);
+    assert_eq!(keyspace(&p), want);
+}

@@ -41,9 +41,11 @@
 use crate::server::resp::Reply;
 use crate::shard::{Global, current_shard_id, with_shard};
 use bytes::Bytes;
+use glommio::io::BufferedFile;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
@@ -136,7 +138,7 @@ impl AofState {
     /// Reserves the sequence number of a record about to be logged.
     #[inline]
     pub fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::AcqRel)
+        self.seq.fetch_add(1, Ordering::SeqCst)
     }
 }
 
@@ -268,7 +270,7 @@ pub fn log(global: &Global, seq: u64, db: usize, cmds: &[Vec<Bytes>]) {
     rec.extend_from_slice(&payload);
     let crc = crc32fast::hash(&rec[8..]);
     rec[4..8].copy_from_slice(&crc.to_le_bytes());
-    let gen_ = global.aof.gen_.load(Ordering::Acquire);
+    let gen_ = global.aof.gen_.load(Ordering::SeqCst);
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         match p.last_mut() {
@@ -466,80 +468,68 @@ pub async fn wait_durable(global: &'static Global) {
 /// commands of the current event-loop turn), syncing as `appendfsync` says.
 pub async fn writer_loop(global: &'static Global, shard: usize) {
     let st = &global.aof;
-    let mut files: Vec<(u64, std::fs::File)> = Vec::new();
+    // Open segments by generation, with their write positions.
+    let mut files: Vec<(u64, Rc<BufferedFile>, u64)> = Vec::new();
     let mut last_sync = std::time::Instant::now();
     let mut unsynced = false;
     loop {
         let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
         let mut wrote = 0u64;
-        if !pending.is_empty() {
-            let cfg = with_shard(|s| {
-                s.refresh_config();
-                s.config.clone()
-            });
-            for (gen_, buf) in pending {
-                let file = match files.iter_mut().find(|(g, _)| *g == gen_) {
-                    Some((_, f)) => f,
-                    None => {
-                        let path = aof_dir(&cfg).join(segment_name(&file_name(&cfg), gen_, shard));
-                        match std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(&path)
-                        {
-                            Ok(f) => {
-                                // Older generations are finished.
-                                files.retain(|(g, _)| *g > gen_);
-                                files.push((gen_, f));
-                                &mut files.last_mut().unwrap().1
-                            }
-                            Err(e) => {
-                                tracing::warn!("can't open {}: {e}", path.display());
-                                st.write_failed.store(true, Ordering::Release);
-                                continue;
-                            }
-                        }
-                    }
-                };
-                match file.write_all(&buf) {
-                    Ok(()) => {
-                        wrote += buf.len() as u64;
-                        st.current_size
-                            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        for (gen_, buf) in pending {
+            let len = buf.len() as u64;
+            let slot = match files.iter().position(|(g, _, _)| *g == gen_) {
+                Some(i) => i,
+                None => match open_segment(gen_, shard).await {
+                    Ok((f, pos)) => {
+                        // Older generations are finished.
+                        files.retain(|(g, _, _)| *g > gen_);
+                        files.push((gen_, Rc::new(f), pos));
+                        files.len() - 1
                     }
                     Err(e) => {
-                        tracing::warn!("Error writing to the AOF file: {e}");
+                        tracing::warn!("can't open the AOF segment: {e}");
                         st.write_failed.store(true, Ordering::Release);
+                        continue;
                     }
+                },
+            };
+            let (_, file, pos) = &mut files[slot];
+            match write_all_at(file, buf, *pos).await {
+                Ok(()) => {
+                    *pos += len;
+                    wrote += len;
+                    st.current_size.fetch_add(len, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!("Error writing to the AOF file: {e}");
+                    st.write_failed.store(true, Ordering::Release);
                 }
             }
             unsynced = true;
         }
         let policy = st.fsync();
-        let sync_now = unsynced
-            && match policy {
-                Fsync::Always => true,
-                Fsync::Everysec => last_sync.elapsed() >= Duration::from_secs(1),
-                Fsync::No => false,
-            };
-        if sync_now {
-            let f = files.last().and_then(|(_, f)| f.try_clone().ok());
-            if let Some(f) = f {
-                let ok = if policy == Fsync::Always {
-                    f.sync_data().is_ok()
-                } else {
-                    // Off the shard thread: everysec must not stall clients.
-                    std::thread::spawn(move || {
-                        let _ = f.sync_data();
-                    });
-                    true
-                };
-                if !ok {
-                    st.write_failed.store(true, Ordering::Release);
+        if unsynced && let Some((_, file, _)) = files.last() {
+            match policy {
+                Fsync::Always => {
+                    if file.fdatasync().await.is_err() {
+                        st.write_failed.store(true, Ordering::Release);
+                    }
+                    unsynced = false;
                 }
+                Fsync::Everysec if last_sync.elapsed() >= Duration::from_secs(1) => {
+                    // In its own task: the writer keeps writing meanwhile.
+                    let file = file.clone();
+                    glommio::spawn_local(async move {
+                        if file.fdatasync().await.is_err() {
+                            st.write_failed.store(true, Ordering::Release);
+                        }
+                    })
+                    .detach();
+                    unsynced = false;
+                    last_sync = std::time::Instant::now();
+                }
+                _ => {}
             }
-            unsynced = false;
-            last_sync = std::time::Instant::now();
         }
         if wrote > 0 {
             st.synced[shard].fetch_add(wrote, Ordering::AcqRel);
@@ -553,6 +543,39 @@ pub async fn writer_loop(global: &'static Global, shard: usize) {
         } else {
             wake.await;
         }
+    }
+}
+
+/// Opens (creating) a segment for appending through io_uring; returns it
+/// with its current size.
+async fn open_segment(gen_: u64, shard: usize) -> Result<(BufferedFile, u64), String> {
+    let cfg = with_shard(|s| {
+        s.refresh_config();
+        s.config.clone()
+    });
+    let path = aof_dir(&cfg).join(segment_name(&file_name(&cfg), gen_, shard));
+    let f = glommio::io::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .buffered_open(&path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let size = f
+        .file_size()
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((f, size))
+}
+
+/// Writes all of `buf` at `pos`; a short write (a full disk) is an error.
+async fn write_all_at(file: &BufferedFile, buf: Vec<u8>, pos: u64) -> std::io::Result<()> {
+    let len = buf.len();
+    match file.write_at(buf, pos).await {
+        Ok(n) if n == len => Ok(()),
+        Ok(n) => Err(std::io::Error::other(format!(
+            "short write: {n} of {len} bytes"
+        ))),
+        Err(e) => Err(std::io::Error::other(e.to_string())),
     }
 }
 
@@ -816,11 +839,11 @@ async fn rewrite_inner(global: &'static Global, enable: bool) -> Result<(), Stri
     // The snapshot, the cut and the switch to the new generation happen
     // while every shard is locked.
     let hook = move || {
-        st.gen_.store(new_gen, Ordering::Release);
+        st.gen_.store(new_gen, Ordering::SeqCst);
         if enable {
             st.active.store(true, Ordering::Release);
         }
-        st.seq.load(Ordering::Acquire)
+        st.seq.load(Ordering::SeqCst)
     };
     // A running BGSAVE holds the snapshot: start right after it.
     let mut hook = Some(hook);
@@ -846,14 +869,9 @@ async fn rewrite_inner(global: &'static Global, enable: bool) -> Result<(), Stri
     super::save::write_snapshot_to(global, &snap, &base_path, true).await?;
     drop(snap);
     let old = m.clone();
-    // Keep the generation before the new one: records logged just after the
-    // cut may have gone there.
-    let keep: Vec<u64> = old
-        .gens
-        .iter()
-        .copied()
-        .filter(|g| *g + 1 >= new_gen)
-        .collect();
+    // Older generations hold only records below the cut: every record at or
+    // above it was logged after the switch, into the new generation.
+    let keep = vec![new_gen];
     let m = Manifest {
         base: Some(base_name),
         cut,
@@ -883,6 +901,24 @@ async fn rewrite_inner(global: &'static Global, enable: bool) -> Result<(), Stri
     st.base_size.store(size, Ordering::Relaxed);
     st.current_size.store(size, Ordering::Relaxed);
     Ok(())
+}
+
+/// Automatic rewrite: true when the AOF has grown past
+/// `auto-aof-rewrite-min-size` and by `auto-aof-rewrite-percentage` over its
+/// size after the last rewrite (or at startup), as in Redis.
+pub fn rewrite_due(global: &Global, cfg: &crate::config::Config) -> bool {
+    let st = &global.aof;
+    let pct = cfg.int("auto-aof-rewrite-percentage");
+    if !st.active.load(Ordering::Acquire)
+        || pct == 0
+        || st.rewrite_in_progress.load(Ordering::Acquire)
+    {
+        return false;
+    }
+    let size = st.current_size.load(Ordering::Relaxed);
+    let base = st.base_size.load(Ordering::Relaxed).max(1);
+    size >= cfg.int("auto-aof-rewrite-min-size") as u64
+        && (size - base.min(size)) * 100 / base >= pct as u64
 }
 
 /// Stops logging (CONFIG SET appendonly no).

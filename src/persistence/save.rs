@@ -338,10 +338,18 @@ pub async fn cron(global: &'static Global) {
             let _ = save(global, true).await;
             continue;
         }
-        let points = crate::shard::with_shard(|s| {
+        let (points, aof_due) = crate::shard::with_shard(|s| {
             s.refresh_config();
-            s.config.save_points()
+            (
+                s.config.save_points(),
+                super::aof::rewrite_due(global, &s.config),
+            )
         });
+        if aof_due {
+            tracing::info!("Starting automatic rewriting of AOF");
+            let _ = super::aof::rewrite(global, true).await;
+            continue;
+        }
         if points.is_empty() {
             continue;
         }
