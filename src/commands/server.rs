@@ -759,6 +759,7 @@ fn config_resetstat(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Rep
                 db.stats = Default::default();
             }
             crate::shard::lazyfree::reset_stats();
+            s.evict.evicted_keys = 0;
         })
         .await;
         OK
@@ -960,6 +961,7 @@ struct ShardInfo {
     max_qbuf: usize,
     lazy_pending: u64,
     lazyfreed: u64,
+    evicted: u64,
 }
 
 fn gather(s: &mut Shard) -> ShardInfo {
@@ -977,6 +979,7 @@ fn gather(s: &mut Shard) -> ShardInfo {
         out.expired += db.stats.expired_keys;
     }
     out.memory = crate::alloc::thread_allocated();
+    out.evicted = s.evict.evicted_keys;
     out.max_qbuf = s
         .clients
         .values()
@@ -1193,6 +1196,13 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
                 0.0
             };
             field!("mem_fragmentation_ratio", format!("{ratio:.2}"));
+            let maxmemory = cfg.int("maxmemory").max(0) as u64;
+            field!("maxmemory", maxmemory);
+            field!("maxmemory_human", human(maxmemory));
+            field!(
+                "maxmemory_policy",
+                cfg.get("maxmemory-policy").unwrap_or("noeviction")
+            );
             field!("mem_allocator", "libc");
             field!("lazyfree_pending_objects", sum(&|s| s.lazy_pending));
             field!("lazyfreed_objects", sum(&|s| s.lazyfreed));
@@ -1214,6 +1224,7 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
                 sum(&|s| s.stats.rejected_connections)
             );
             field!("expired_keys", sum(&|s| s.expired));
+            field!("evicted_keys", sum(&|s| s.evicted));
             field!("keyspace_hits", sum(&|s| s.hits));
             field!("keyspace_misses", sum(&|s| s.misses));
             field!("total_error_replies", sum(&|s| s.stats.total_error_replies));

@@ -125,6 +125,7 @@ impl Server {
                     };
                     glommio::spawn_local(accept_loop(listener, global, id)).detach();
                     glommio::spawn_local(shard::active_expire_loop()).detach();
+                    glommio::spawn_local(shard::evict::eviction_loop()).detach();
                     let _ = ready.send(Ok(()));
                     shard::serve_mailbox(rx).await;
                     Shard::uninstall();

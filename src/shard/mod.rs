@@ -10,6 +10,7 @@
 pub mod blocking;
 pub mod db;
 pub mod dict;
+pub mod evict;
 pub mod lazyfree;
 pub mod locks;
 pub mod routing;
@@ -60,6 +61,8 @@ pub struct Global {
     pub run_id: String,
     /// Serializes whole-server operations such as FLUSHALL and SWAPDB.
     pub admin: Mutex<()>,
+    /// Each shard's memory counter as last published (see [`evict`]).
+    pub used: Vec<evict::MemSlot>,
 }
 
 impl Global {
@@ -87,6 +90,7 @@ impl Global {
             shutting_down: AtomicBool::new(false),
             run_id,
             admin: Mutex::new(()),
+            used: (0..nshards).map(|_| evict::MemSlot::default()).collect(),
         };
         (g, rxs)
     }
@@ -154,6 +158,8 @@ pub struct Shard {
     pub stats: ShardStats,
     /// Clients connected to this shard, by id.
     pub clients: HashMap<u64, Rc<RefCell<ClientInfo>>>,
+    /// maxmemory settings and eviction state.
+    pub evict: evict::Evictor,
 }
 
 thread_local! {
@@ -167,6 +173,8 @@ impl Shard {
     pub fn install(id: usize, global: &'static Global) {
         let config = global.config();
         let dbs = (0..config.databases()).map(|_| Db::default()).collect();
+        let mut evict = evict::Evictor::default();
+        evict.configure(&config);
         let shard = Shard {
             id,
             global,
@@ -176,6 +184,7 @@ impl Shard {
             config,
             stats: ShardStats::default(),
             clients: HashMap::new(),
+            evict,
         };
         SHARD.with(|s| *s.borrow_mut() = Some(shard));
         SHARD_ID.with(|s| s.set(Some(id)));
@@ -193,6 +202,7 @@ impl Shard {
         if g != self.config_gen {
             self.config = self.global.config();
             self.config_gen = g;
+            self.evict.configure(&self.config);
         }
     }
 }
