@@ -23,6 +23,7 @@ pub mod hll;
 pub mod keys;
 pub mod list;
 pub mod longdouble;
+pub mod memory;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -320,6 +321,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         geo::COMMANDS,
         sort::COMMANDS,
         blocking::COMMANDS,
+        memory::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())

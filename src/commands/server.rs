@@ -256,7 +256,7 @@ static CONFIG_SUBS: &[CommandSpec] = &[
 ];
 
 /// A help reply in Redis's `addReplyHelp` format.
-fn help(name: &str, lines: &[&str]) -> Reply {
+pub(crate) fn help(name: &str, lines: &[&str]) -> Reply {
     let mut out = vec![Reply::Status(format!(
         "{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
     ))];
@@ -1059,7 +1059,7 @@ fn info(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
 }
 
 /// Redis's `bytesToHuman`.
-fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     let n = n as f64;
     const K: f64 = 1024.0;
     if n < K {
@@ -1081,7 +1081,7 @@ fn page_size() -> u64 {
 }
 
 /// Resident set size from /proc/self/statm.
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())

@@ -311,6 +311,14 @@ impl TinyLfu {
     }
 }
 
+static PEAK: AtomicI64 = AtomicI64::new(0);
+
+/// The highest `used_memory` seen when shards published their counters
+/// (MEMORY STATS `peak.allocated`).
+pub fn peak() -> u64 {
+    PEAK.load(Ordering::Relaxed).max(0) as u64
+}
+
 /// A shard's published memory counter and key count, on its own cache line.
 #[repr(align(64))]
 #[derive(Default)]
@@ -348,6 +356,9 @@ pub struct Evictor {
     pool: Vec<Candidate>,
     /// Keys evicted (INFO `evicted_keys`).
     pub evicted_keys: u64,
+    /// This shard's memory counter once started (MEMORY STATS
+    /// `startup.allocated`).
+    pub startup: Option<i64>,
 }
 
 impl Default for Evictor {
@@ -359,6 +370,7 @@ impl Default for Evictor {
             tenacity: 10,
             pool: Vec::with_capacity(POOL_SIZE + 1),
             evicted_keys: 0,
+            startup: None,
         }
     }
 }
@@ -410,6 +422,7 @@ fn publish(s: &Shard) -> (i64, i64, i64) {
         .store(crate::alloc::thread_allocated() as i64, Ordering::Relaxed);
     slot.keys.store(keys, Ordering::Relaxed);
     let (bytes, all_keys) = published_totals(&s.global.used);
+    PEAK.fetch_max(bytes, Ordering::Relaxed);
     (keys, bytes, all_keys)
 }
 
@@ -635,6 +648,9 @@ pub async fn eviction_loop() {
         glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
         super::with_shard(|s| {
             s.refresh_config();
+            s.evict
+                .startup
+                .get_or_insert(crate::alloc::thread_allocated() as i64);
             if s.evict.maxmemory > 0 {
                 perform(s);
             } else {
