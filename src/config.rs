@@ -362,6 +362,70 @@ pub static OPTIONS: &[OptionSpec] = &[
         true,
         "Sorted sets with a longer member use the indexed encoding.",
     ),
+    opt(
+        "maxmemory",
+        Kind::Memory {
+            min: 0,
+            max: i64::MAX,
+        },
+        "0",
+        true,
+        "Memory limit for the data (e.g. 100mb; 0: no limit), enforced by maxmemory-policy.",
+    ),
+    opt(
+        "maxmemory-policy",
+        Kind::Enum(&[
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "noeviction",
+            "allkeys-tinylfu",
+        ]),
+        "noeviction",
+        true,
+        "What to do at maxmemory: Redis's eight policies, or allkeys-tinylfu (W-TinyLFU admission).",
+    ),
+    opt(
+        "maxmemory-samples",
+        Kind::Int {
+            min: 1,
+            max: INT_MAX,
+        },
+        "5",
+        true,
+        "Keys sampled per eviction step.",
+    ),
+    opt(
+        "maxmemory-eviction-tenacity",
+        Kind::Int { min: 0, max: 100 },
+        "10",
+        true,
+        "How long one command may spend evicting (0..100; 10 is about 500 us).",
+    ),
+    opt(
+        "lfu-log-factor",
+        Kind::Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        "10",
+        true,
+        "LFU counter logarithm factor: higher needs more hits to grow the counter.",
+    ),
+    opt(
+        "lfu-decay-time",
+        Kind::Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        "1",
+        true,
+        "Minutes after which an idle key's LFU counter is decremented (0: never).",
+    ),
 ];
 
 /// Looks an option up by name, case-insensitively.

@@ -44,8 +44,6 @@ const BAD_PAYLOAD: Reply = Reply::StaticError("ERR DUMP payload version or check
 const BAD_FORMAT: Reply = Reply::StaticError("ERR Bad data format");
 const BAD_IDLE: Reply = Reply::StaticError("ERR Invalid IDLETIME value, must be >= 0");
 const BAD_FREQ: Reply = Reply::StaticError("ERR Invalid FREQ value, must be >= 0 and <= 255");
-/// The LFU counter of a new key (`LFU_INIT_VAL`).
-const LFU_INIT_VAL: u32 = 5;
 
 /// How DUMP shapes its output: `rdbcompression` (default yes) and the list
 /// node size.
@@ -54,10 +52,7 @@ fn write_options(s: &Shard) -> WriteOptions {
 }
 
 fn lfu_policy(s: &Shard) -> bool {
-    s.config
-        .get("maxmemory-policy")
-        .unwrap_or("noeviction")
-        .contains("lfu")
+    s.evict.policy.is_lfu()
 }
 
 /// DUMP key: the value's RDB serialization, or nil.
@@ -124,7 +119,9 @@ fn parse_restore_opts(args: &[Bytes]) -> Result<RestoreOpts, Reply> {
 fn restored_lru(lfu: bool, o: &RestoreOpts, now_ms: u64) -> u32 {
     if lfu {
         let minutes = ((now_ms / 60_000) & 65535) as u32;
-        let counter = o.freq.map_or(LFU_INIT_VAL, |f| f as u32);
+        let counter = o
+            .freq
+            .map_or(crate::shard::evict::LFU_INIT_VAL, |f| f as u32);
         return (minutes << 8) | counter;
     }
     let clock = lru_clock(now_ms) as i64;

@@ -21,7 +21,7 @@ use super::{
 use crate::glob;
 use crate::server::client::{Client, Tx};
 use crate::server::resp::{OK, Reply};
-use crate::shard::db::{Db, idle_seconds, lru_clock};
+use crate::shard::db::{Db, LRU_CLOCK_MAX, idle_seconds};
 use crate::shard::value::{Entry, SmallBytes};
 use crate::shard::{Shard, run_on, run_on_all, unix_ms, with_shard};
 use bytes::Bytes;
@@ -778,7 +778,7 @@ fn copy_write(db: &mut Db, key: &[u8], src: Entry, replace: bool, now: u64) -> b
         key: SmallBytes::new(key),
         value: src.value,
         expire_at: src.expire_at,
-        lru: lru_clock(now),
+        lru: crate::shard::evict::new_lru(now),
         snap_mark: false,
     });
     true
@@ -881,7 +881,7 @@ fn maxmemory_policy(s: &Shard) -> &str {
 }
 
 fn lfu_policy(s: &Shard) -> bool {
-    maxmemory_policy(s).contains("lfu")
+    s.evict.policy.is_lfu()
 }
 
 fn object_encoding(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
@@ -904,21 +904,7 @@ fn object_freq(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         );
     }
-    let decay: u64 = ctx
-        .shard
-        .config
-        .get("lfu-decay-time")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let (ldt, mut counter) = ((lru >> 8) as u64, (lru & 255) as u64);
-    let minutes = (now / 60_000) & 65535;
-    let elapsed = if minutes >= ldt {
-        minutes - ldt
-    } else {
-        65535 - ldt + minutes
-    };
-    let periods = elapsed.checked_div(decay).unwrap_or(0);
-    counter = counter.saturating_sub(periods);
+    let counter = crate::shard::evict::lfu_counter(lru, now, crate::shard::evict::mode().decay);
     Reply::Int(counter as i64)
 }
 
@@ -932,7 +918,7 @@ fn object_idletime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         );
     }
-    Reply::Int(idle_seconds(lru, now) as i64)
+    Reply::Int(idle_seconds(lru & LRU_CLOCK_MAX, now) as i64)
 }
 
 /// Redis shares the integers 0..10000 (refcount INT_MAX) unless maxmemory is

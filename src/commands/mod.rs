@@ -23,6 +23,7 @@ pub mod hll;
 pub mod keys;
 pub mod list;
 pub mod longdouble;
+pub mod memory;
 pub mod mstore;
 pub mod persistence;
 pub mod server;
@@ -324,6 +325,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         blocking::COMMANDS,
         persistence::COMMANDS,
         mstore::COMMANDS,
+        memory::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())

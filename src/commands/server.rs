@@ -256,7 +256,7 @@ static CONFIG_SUBS: &[CommandSpec] = &[
 ];
 
 /// A help reply in Redis's `addReplyHelp` format.
-fn help(name: &str, lines: &[&str]) -> Reply {
+pub(crate) fn help(name: &str, lines: &[&str]) -> Reply {
     let mut out = vec![Reply::Status(format!(
         "{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
     ))];
@@ -782,6 +782,7 @@ fn config_resetstat(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Rep
             }
             crate::shard::lazyfree::reset_stats();
             crate::shard::expiry::reset_stats();
+            s.evict.evicted_keys = 0;
         })
         .await;
         OK
@@ -1000,6 +1001,7 @@ struct ShardInfo {
     /// Writes counted by the databases.
     dirty: u64,
     expiry: crate::shard::expiry::ExpiryStats,
+    evicted: u64,
 }
 
 fn gather(s: &mut Shard) -> ShardInfo {
@@ -1019,6 +1021,7 @@ fn gather(s: &mut Shard) -> ShardInfo {
         out.dirty += db.dirty;
     }
     out.memory = crate::alloc::thread_allocated();
+    out.evicted = s.evict.evicted_keys;
     out.max_qbuf = s
         .clients
         .values()
@@ -1099,7 +1102,7 @@ fn info(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
 }
 
 /// Redis's `bytesToHuman`.
-fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     let n = n as f64;
     const K: f64 = 1024.0;
     if n < K {
@@ -1121,7 +1124,7 @@ fn page_size() -> u64 {
 }
 
 /// Resident set size from /proc/self/statm.
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
@@ -1236,6 +1239,13 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
                 0.0
             };
             field!("mem_fragmentation_ratio", format!("{ratio:.2}"));
+            let maxmemory = cfg.int("maxmemory").max(0) as u64;
+            field!("maxmemory", maxmemory);
+            field!("maxmemory_human", human(maxmemory));
+            field!(
+                "maxmemory_policy",
+                cfg.get("maxmemory-policy").unwrap_or("noeviction")
+            );
             field!("mem_allocator", "libc");
             field!("lazyfree_pending_objects", sum(&|s| s.lazy_pending));
             field!("lazyfreed_objects", sum(&|s| s.lazyfreed));
@@ -1273,6 +1283,7 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
                 "expire_cycle_cpu_milliseconds",
                 sum(&|s| s.expiry.cpu_us) / 1000
             );
+            field!("evicted_keys", sum(&|s| s.evicted));
             field!("keyspace_hits", sum(&|s| s.hits));
             field!("keyspace_misses", sum(&|s| s.misses));
             field!("total_error_replies", sum(&|s| s.stats.total_error_replies));

@@ -375,6 +375,18 @@ pub fn call_keyed(
     full: &str,
 ) -> Reply {
     let start = Instant::now();
+    if shard.evict.maxmemory != 0
+        && !crate::shard::evict::perform(shard)
+        && spec.has(commands::flags::DENYOOM)
+    {
+        shard
+            .stats
+            .commands
+            .entry(full.to_string())
+            .or_default()
+            .rejected_calls += 1;
+        return crate::shard::evict::OOM;
+    }
     let log = spec.has(commands::flags::WRITE) && shard.global.aof.active.load(Ordering::Relaxed);
     if log {
         aof::clear_override();
@@ -495,6 +507,11 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
         }
         Handler::Async(f) => {
             flush(client, batch, wbuf).await;
+            if spec.has(commands::flags::DENYOOM)
+                && with_shard(|s| s.evict.maxmemory != 0 && !crate::shard::evict::perform(s))
+            {
+                return reject(client, batch, wbuf, Some(&full), crate::shard::evict::OOM);
+            }
             let start = Instant::now();
             let suppress = std::mem::take(&mut client.suppress_reply);
             let global = client.global;

@@ -139,6 +139,7 @@ impl Server {
                     .detach();
                     glommio::spawn_local(shard::expiry::active_expire_loop()).detach();
                     glommio::spawn_local(crate::persistence::aof::writer_loop(global, id)).detach();
+                    glommio::spawn_local(shard::evict::eviction_loop()).detach();
                     if id == 0 {
                         glommio::spawn_local(crate::persistence::save::cron(global)).detach();
                     }

@@ -153,11 +153,12 @@ impl Db {
     /// `touch` is false, updates the access clock.
     pub fn lookup(&mut self, key: &[u8], now_ms: u64, touch: bool) -> Option<&mut Entry> {
         self.expire_if_needed(key, now_ms);
+        super::evict::record_read(key);
         match self.dict.get_mut(key) {
             Some(e) => {
                 self.stats.keyspace_hits += 1;
                 if touch {
-                    e.lru = lru_clock(now_ms);
+                    super::evict::touch(&mut e.lru, now_ms);
                 }
                 Some(e)
             }
@@ -173,9 +174,14 @@ impl Db {
         self.expire_if_needed(key, now_ms);
         self.mark_ready(key);
         let e = self.dict.get_mut(key)?;
-        e.lru = lru_clock(now_ms);
+        super::evict::touch(&mut e.lru, now_ms);
         self.dirty += 1;
         Some(e)
+    }
+
+    /// The entry of `key`, expired or not, without any side effect.
+    pub(crate) fn entry_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.dict.get_mut(key)
     }
 
     /// True if the key exists and has not expired.
@@ -193,11 +199,28 @@ impl Db {
             key: SmallBytes::new(key),
             value,
             expire_at,
-            lru: lru_clock(now_ms),
+            lru: super::evict::new_lru(now_ms),
             snap_mark: false,
         });
-        if let Some(o) = &old {
-            self.untrack(o.expire_at);
+        match &old {
+            Some(o) => {
+                self.untrack(o.expire_at);
+                // Under LFU an overwrite keeps the key's counter, as Redis.
+                if super::evict::mode().lfu
+                    && let Some(e) = self.dict.get_mut(key)
+                {
+                    e.lru = o.lru;
+                    super::evict::touch(&mut e.lru, now_ms);
+                }
+            }
+            None => {
+                let bits = super::evict::on_insert(key);
+                if bits != 0
+                    && let Some(e) = self.dict.get_mut(key)
+                {
+                    e.lru |= bits;
+                }
+            }
         }
         self.after_insert(seg, expire_at, now_ms);
         old.filter(|o| !Self::is_expired(o, now_ms))

@@ -412,6 +412,36 @@ impl Dict {
         self.segments.iter().flat_map(|s| s.table.iter())
     }
 
+    /// Eviction sampling: calls `f` on up to `visit` consecutive entries of
+    /// a random segment, from a random start (Redis's `dictGetSomeKeys`
+    /// walks consecutive buckets the same way). `f` returns false to stop.
+    pub fn sample(
+        &self,
+        rng: &mut impl rand::Rng,
+        visit: usize,
+        mut f: impl FnMut(&Entry) -> bool,
+    ) {
+        if self.len == 0 {
+            return;
+        }
+        // A few tries to land on a non-empty segment (splits keep them full).
+        for _ in 0..8 {
+            let slot = rng.gen_range(0..self.dir.len());
+            let table = &self.segments[self.dir[slot] as usize].table;
+            if table.is_empty() {
+                continue;
+            }
+            let start = rng.gen_range(0..table.len());
+            let n = visit.min(table.len());
+            for e in table.iter().skip(start).chain(table.iter()).take(n) {
+                if !f(e) {
+                    return;
+                }
+            }
+            return;
+        }
+    }
+
     /// A uniformly chosen segment's random entry, for RANDOMKEY and sampling.
     pub fn random_entry(&self, rng: &mut impl rand::Rng) -> Option<&Entry> {
         if self.len == 0 {

@@ -10,6 +10,7 @@
 pub mod blocking;
 pub mod db;
 pub mod dict;
+pub mod evict;
 pub mod expiry;
 pub mod lazyfree;
 pub mod locks;
@@ -65,6 +66,8 @@ pub struct Global {
     pub rdb: crate::persistence::save::RdbState,
     /// Append-only file state.
     pub aof: crate::persistence::aof::AofState,
+    /// Each shard's memory counter as last published (see [`evict`]).
+    pub used: Vec<evict::MemSlot>,
 }
 
 impl Global {
@@ -94,6 +97,7 @@ impl Global {
             admin: Mutex::new(()),
             rdb: Default::default(),
             aof: crate::persistence::aof::AofState::new(nshards),
+            used: (0..nshards).map(|_| evict::MemSlot::default()).collect(),
         };
         (g, rxs)
     }
@@ -161,6 +165,8 @@ pub struct Shard {
     pub stats: ShardStats,
     /// Clients connected to this shard, by id.
     pub clients: HashMap<u64, Rc<RefCell<ClientInfo>>>,
+    /// maxmemory settings and eviction state.
+    pub evict: evict::Evictor,
 }
 
 thread_local! {
@@ -174,6 +180,8 @@ impl Shard {
     pub fn install(id: usize, global: &'static Global) {
         let config = global.config();
         let dbs = (0..config.databases()).map(|_| Db::default()).collect();
+        let mut evict = evict::Evictor::default();
+        evict.configure(&config);
         let shard = Shard {
             id,
             global,
@@ -183,6 +191,7 @@ impl Shard {
             config,
             stats: ShardStats::default(),
             clients: HashMap::new(),
+            evict,
         };
         SHARD.with(|s| *s.borrow_mut() = Some(shard));
         SHARD_ID.with(|s| s.set(Some(id)));
@@ -200,6 +209,7 @@ impl Shard {
         if g != self.config_gen {
             self.config = self.global.config();
             self.config_gen = g;
+            self.evict.configure(&self.config);
         }
     }
 }
