@@ -167,3 +167,20 @@ fn noeviction_never_evicts_and_reads_keep_working() {
         let _: i64 = redis::cmd("DEL").arg("k:0").query(&mut c).unwrap();
     }
 }
+
+#[test]
+fn used_memory_counts_data_loaded_at_startup() {
+    let p = Proc::ringkv(2, &[]);
+    let mut c = p.client();
+    let idle = info_u64(&mut c, "used_memory");
+    fill(&p, "k", 10_000, 1000, None);
+    let full = info_u64(&mut c, "used_memory");
+    assert!(full > idle + 10_000_000, "{idle} → {full}");
+    let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+    let dir = p.dir.clone();
+    drop(c);
+    drop(p);
+    let p = Proc::ringkv_in(&dir, 2, &[]);
+    let loaded = info_u64(&mut p.client(), "used_memory");
+    assert!(loaded > idle + 10_000_000, "after the RDB load: {loaded}");
+}

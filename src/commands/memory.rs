@@ -139,7 +139,8 @@ async fn gather(c: &Client) -> Vec<ShardMem> {
 
 /// Totals over the shards: (allocated, startup, keys, keys with a TTL).
 fn totals(m: &[ShardMem]) -> (u64, u64, u64, u64) {
-    let alloc = m.iter().map(|s| s.allocated).sum::<i64>().max(0) as u64;
+    let alloc = (m.iter().map(|s| s.allocated).sum::<i64>() + crate::alloc::exited_threads() as i64)
+        .max(0) as u64;
     let startup = m.iter().map(|s| s.startup).sum::<i64>().max(0) as u64;
     (
         alloc,

@@ -1224,7 +1224,9 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
         }
         "memory" => {
             out.push_str("# Memory\r\n");
-            let used = shards.iter().map(|s| s.memory).sum::<isize>().max(0) as u64;
+            let used = (shards.iter().map(|s| s.memory).sum::<isize>()
+                + crate::alloc::exited_threads())
+            .max(0) as u64;
             let rss = rss_bytes();
             let total = total_system_memory();
             field!("used_memory", used);

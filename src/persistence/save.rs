@@ -230,11 +230,12 @@ async fn drain_into(db: usize, tx: std::sync::mpsc::Sender<Msg>, in_flight: Arc<
 }
 
 async fn used_memory(global: &'static Global) -> u64 {
-    run_on_all(global, |_| crate::alloc::thread_allocated())
+    (run_on_all(global, |_| crate::alloc::thread_allocated())
         .await
         .into_iter()
         .sum::<isize>()
-        .max(0) as u64
+        + crate::alloc::exited_threads())
+    .max(0) as u64
 }
 
 /// The writer thread: builds the file from the messages, then makes it durable

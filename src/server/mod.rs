@@ -159,7 +159,14 @@ impl Server {
             }
         }
         let server = Server { global, handles };
-        if let Err(e) = crate::persistence::load::load_at_startup(global) {
+        // On a thread that ends afterwards, so that what it allocated for
+        // the shards stays counted in used_memory (see `crate::alloc`).
+        let loaded = std::thread::scope(|t| {
+            t.spawn(|| crate::persistence::load::load_at_startup(global))
+                .join()
+                .unwrap_or_else(|_| Err("the loader thread panicked".into()))
+        });
+        if let Err(e) = loaded {
             server.shutdown();
             return Err(StartError(e));
         }

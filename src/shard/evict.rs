@@ -330,7 +330,8 @@ pub struct MemSlot {
 /// Sums of the shards' published (memory, keys): INFO `used_memory` as of
 /// their last publication, and the number of keys.
 fn published_totals(slots: &[MemSlot]) -> (i64, i64) {
-    slots.iter().fold((0, 0), |(b, k), s| {
+    let exited = crate::alloc::exited_threads() as i64;
+    slots.iter().fold((exited, 0), |(b, k), s| {
         (
             b + s.bytes.load(Ordering::Relaxed),
             k + s.keys.load(Ordering::Relaxed),
