@@ -126,11 +126,11 @@ start_server() {
     port=$(free_port)
     case $kind in
       ringkv)
-        taskset -c "$SERVER_CPU" "$RINGKV" --shards 1 --port "$port" --loglevel warning \
+        taskset -c "$SERVER_CPU" "$RINGKV" --shards 1 --port "$port" --loglevel warning --save "" \
           >>"$OUT/$kind.log" 2>&1 &
         ;;
       ringkv-2sh)
-        "$RINGKV" --shards 2 --port "$port" --loglevel warning >>"$OUT/$kind.log" 2>&1 &
+        "$RINGKV" --shards 2 --port "$port" --loglevel warning --save "" >>"$OUT/$kind.log" 2>&1 &
         ;;
       redis)
         taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save '' \

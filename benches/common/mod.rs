@@ -71,7 +71,7 @@ pub fn start_server(kind: &str, server_cpu: Option<usize>) -> Server {
             });
             let mut c = Command::new(&bin);
             c.args(["--shards", "1", "--port", &port.to_string()])
-                .args(["--loglevel", "warning"]);
+                .args(["--loglevel", "warning", "--save", ""]);
             c
         }
     };
