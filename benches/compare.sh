@@ -348,39 +348,55 @@ summarize() {
 
 # ---------------------------------------------------------------- memory -----
 
-# RESP SET commands for MEM_KEYS keys "key:%012d" (16 bytes), values "val:%012d".
+# RESP SET commands for MEM_KEYS keys "key:%012d" (16 bytes), values
+# "val:%012d"; with a TTL argument, each SET also gets `PX <ttl>`.
 gen_sets() {
-  awk -v n="$MEM_KEYS" 'BEGIN {
-    for (i = 0; i < n; i++)
-      printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$16\r\nval:%012d\r\n", i, i
+  awk -v n="$MEM_KEYS" -v ttl="${1:-}" 'BEGIN {
+    for (i = 0; i < n; i++) {
+      if (ttl == "")
+        printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$16\r\nval:%012d\r\n", i, i
+      else
+        printf "*5\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$16\r\nval:%012d\r\n$2\r\nPX\r\n$%d\r\n%s\r\n", i, i, length(ttl), ttl
+    }
   }'
 }
 
+used_memory() {
+  redis-cli -p "$1" info memory | awk -F: '/^used_memory:/ { gsub("\r", ""); print $2 }'
+}
+
 memory_one() {
-  local kind=$1 before after out replies
+  local kind=$1 ttl=${2:-} before after ubefore uafter out replies
   start_server "$kind"
   sleep 0.2
   before=$(rss_kb "$SERVER_PID")
-  out=$(gen_sets | redis-cli -p "$SERVER_PORT" --pipe 2>&1 | tr '\r' '\n')
+  ubefore=$(used_memory "$SERVER_PORT")
+  out=$(gen_sets "$ttl" | redis-cli -p "$SERVER_PORT" --pipe 2>&1 | tr '\r' '\n')
   replies=$(echo "$out" | awk '/errors:/ { gsub(",", ""); print $2 "/" $4 }')
   sleep 0.5
   after=$(rss_kb "$SERVER_PID")
+  uafter=$(used_memory "$SERVER_PORT")
   stop_server "$SERVER_PID"
-  awk -v k="$kind" -v b="$before" -v a="$after" -v n="$MEM_KEYS" -v r="$replies" 'BEGIN {
-    printf "| %s | %.1f | %.1f | %.1f | %s |\n", k, b / 1024, a / 1024, (a - b) * 1024 / n, r
+  awk -v k="$kind" -v t="${ttl:+yes}" -v b="$before" -v a="$after" -v ub="$ubefore" -v ua="$uafter" \
+    -v n="$MEM_KEYS" -v r="$replies" 'BEGIN {
+    printf "| %s | %s | %.1f | %.1f | %.1f | %.1f | %s |\n", k, (t == "" ? "no" : t), b / 1024, a / 1024,
+      (a - b) * 1024 / n, (ua - ub) / n, r
   }'
 }
 
 memory() {
   echo
-  echo "## Memory: $MEM_KEYS keys, 16-byte keys and 16-byte values (VmRSS growth)"
+  echo "## Memory: $MEM_KEYS keys, 16-byte keys and 16-byte values, without and with a TTL"
   echo
-  echo "Keys \`key:%012d\`, values \`val:%012d\`, loaded with \`redis-cli --pipe\`; servers as above (ringkv --shards 1)."
+  echo "Keys \`key:%012d\`, values \`val:%012d\` (with a TTL: \`PX 100000000\`), loaded with \`redis-cli --pipe\`; servers as above (ringkv --shards 1)."
+  echo "bytes/key: VmRSS growth and used_memory growth, divided by the key count."
   echo
-  echo "| server | RSS before (MiB) | RSS after (MiB) | bytes/key | errors/replies |"
-  echo "|---|---|---|---|---|"
+  echo "| server | TTL | RSS before (MiB) | RSS after (MiB) | RSS bytes/key | used_memory bytes/key | errors/replies |"
+  echo "|---|---|---|---|---|---|---|"
   memory_one ringkv
   memory_one redis
+  memory_one ringkv 100000000
+  memory_one redis 100000000
 }
 
 # ---------------------------------------------------------------- collections

@@ -16,6 +16,7 @@
 //! ```sh
 //! cargo build --release && cargo bench --bench hitratio
 //! KEYS=200000 WARM=400000 OPS=600000 cargo bench --bench hitratio   # quick
+//! ONLY=ringkv:allkeys-lru,redis:allkeys-lru cargo bench --bench hitratio
 //! ```
 
 mod common;
@@ -161,6 +162,12 @@ fn main() {
         ("redis", "allkeys-lfu"),
         ("ringkv", "allkeys-tinylfu"),
     ] {
+        // ONLY=ringkv:allkeys-lru,redis:allkeys-lru runs a subset.
+        if let Ok(only) = std::env::var("ONLY")
+            && !only.split(',').any(|o| o == format!("{kind}:{policy}"))
+        {
+            continue;
+        }
         let o = run(kind, policy, &cdf, &value);
         println!(
             "| {kind} | {policy} | {:.4} | {} | {} | {} | {:.1} |",
