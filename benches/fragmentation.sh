@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Fragmentation under churn: fill ringkv (--shards 1) and redis-server to
 # maxmemory (MAXMEM, allkeys-lru), then overwrite random keys with a mix of
-# value sizes (32, 256, 1024 and 4096 bytes, in turn) for SECONDS seconds, and
+# value sizes (32, 256, 1024 and 4096 bytes, in turn) for DURATION seconds, and
 # report VmRSS / used_memory at the end for both servers, run one after the
 # other, each pinned to SERVER_CPU with redis-benchmark on CLIENT_CPU.
 #
-# Usage: benches/fragmentation.sh   (MAXMEM [100mb], SECONDS [60],
+# Usage: benches/fragmentation.sh   (MAXMEM [100mb], DURATION [60] seconds,
 #        SERVER_CPU [1], CLIENT_CPU [0], BUILD [1])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAXMEM=${MAXMEM:-100mb}
-SECS=${SECONDS_RUN:-${SECONDS:-60}}
+SECS=${DURATION:-60}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 [ "${BUILD:-1}" = 1 ] && cargo build --release -q
