@@ -339,7 +339,14 @@ fn config_set_appendonly_writes_a_base_and_rewrite_compacts() {
 fn automatic_rewrite_starts_when_the_aof_doubles() {
     let p = Proc::ringkv(
         2,
-        &["--appendonly", "yes", "--auto-aof-rewrite-min-size", "64kb"],
+        &[
+            "--appendonly",
+            "yes",
+            "--auto-aof-rewrite-min-size",
+            "64kb",
+            "--auto-aof-rewrite-percentage",
+            "0",
+        ],
     );
     let mut c = p.client();
     let big = "x".repeat(1000);
@@ -350,6 +357,13 @@ fn automatic_rewrite_starts_when_the_aof_doubles() {
             .query(&mut c)
             .unwrap();
     }
+    // Enabled once every write is in: the rewrite sees all of them.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("auto-aof-rewrite-percentage")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while info_field(&mut c, "aof_rewrites") == "0" {
         assert!(Instant::now() < deadline, "no automatic rewrite");

@@ -587,45 +587,67 @@ fn scan(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
             i += 2;
         }
         let db = c.db;
-        let nshards = c.global.nshards;
-        let mut shard = (cursor >> SHARD_SHIFT) as usize;
-        let mut pos = cursor & ((1u64 << SHARD_SHIFT) - 1);
-        let mut keys: Vec<Reply> = Vec::new();
-        let mut visited = 0usize;
-        let count = count as usize;
-        let mut next_cursor = 0u64;
-        // A cursor naming a shard past the last one is treated as finished.
-        while shard < nshards {
-            let want = count - visited;
-            let (p, t) = (pattern.clone(), typ.clone());
-            let (found, seen, next) = run_on(c.global, shard, move |s: &mut Shard| {
-                scan_shard(&mut s.dbs[db], pos, want, p.as_deref(), t.as_deref())
-            })
-            .await;
-            keys.extend(found.into_iter().map(Reply::Bulk));
-            visited += seen;
-            match next {
-                Some(p) => {
-                    next_cursor = ((shard as u64) << SHARD_SHIFT) | p;
-                    break;
-                }
-                None => {
-                    shard += 1;
-                    pos = 0;
-                    next_cursor = if shard < nshards {
-                        (shard as u64) << SHARD_SHIFT
-                    } else {
-                        0
-                    };
-                }
-            }
-            if visited >= count {
+        scan_shards(c, cursor, count as usize, move |s, pos, want| {
+            scan_shard(
+                &mut s.dbs[db],
+                pos,
+                want,
+                pattern.as_deref(),
+                typ.as_deref(),
+            )
+        })
+        .await
+    })
+}
+
+/// One SCAN-style step over every shard: the cursor's high bits name the
+/// shard and its low bits a position in that shard's dict. `step` runs on a
+/// shard from a position, for about `want` keys, and returns the keys found,
+/// how many entries it visited and the next position (None: shard done).
+/// Replies `[next-cursor, [key...]]`.
+pub async fn scan_shards<F>(c: &Client, cursor: u64, count: usize, step: F) -> Reply
+where
+    F: Fn(&mut Shard, u64, usize) -> (Vec<Bytes>, usize, Option<u64>)
+        + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    let nshards = c.global.nshards;
+    let mut shard = (cursor >> SHARD_SHIFT) as usize;
+    let mut pos = cursor & ((1u64 << SHARD_SHIFT) - 1);
+    let mut keys: Vec<Reply> = Vec::new();
+    let mut visited = 0usize;
+    let mut next_cursor = 0u64;
+    // A cursor naming a shard past the last one is treated as finished.
+    while shard < nshards {
+        let want = count - visited;
+        let step = step.clone();
+        let (found, seen, next) =
+            run_on(c.global, shard, move |s: &mut Shard| step(s, pos, want)).await;
+        keys.extend(found.into_iter().map(Reply::Bulk));
+        visited += seen;
+        match next {
+            Some(p) => {
+                next_cursor = ((shard as u64) << SHARD_SHIFT) | p;
                 break;
             }
+            None => {
+                shard += 1;
+                pos = 0;
+                next_cursor = if shard < nshards {
+                    (shard as u64) << SHARD_SHIFT
+                } else {
+                    0
+                };
+            }
         }
-        let cur = itoa::Buffer::new().format(next_cursor).as_bytes().to_vec();
-        Reply::Array(vec![Reply::Bulk(Bytes::from(cur)), Reply::Array(keys)])
-    })
+        if visited >= count {
+            break;
+        }
+    }
+    let cur = itoa::Buffer::new().format(next_cursor).as_bytes().to_vec();
+    Reply::Array(vec![Reply::Bulk(Bytes::from(cur)), Reply::Array(keys)])
 }
 
 /// One SCAN step on one shard's database: returns the matching live keys,

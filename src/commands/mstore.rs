@@ -22,8 +22,8 @@ use crate::server::client::Client;
 use crate::server::resp::{OK, Reply, parse_i64};
 use crate::shard::db::Db;
 use crate::shard::routing::{hash_tag, key_slot};
+use crate::shard::unix_ms;
 use crate::shard::value::Value;
-use crate::shard::{Shard, run_on, unix_ms};
 use crate::types::hash::HashValue;
 use crate::types::list::ListValue;
 use bytes::Bytes;
@@ -510,10 +510,6 @@ const BAD_RECORD: Reply =
 // MSTORE.KEYS
 // ---------------------------------------------------------------------------
 
-/// Bits of an MSTORE.KEYS cursor that hold the position within a shard (the
-/// cursor is `shard << 32 | position`, as SCAN's).
-const SHARD_SHIFT: u32 = crate::shard::dict::CURSOR_BITS;
-
 /// MSTORE.KEYS ns [MATCH pattern] [COUNT n] [CURSOR c]: one SCAN-like step
 /// over the namespace's configuration hashes on every shard, replying
 /// `[next-cursor, [key...]]` (cursor 0 when done).
@@ -554,42 +550,10 @@ fn keys_cmd(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         ns_part.push(b':');
         let ns_part = Bytes::from(ns_part);
         let db = c.db;
-        let nshards = c.global.nshards;
-        let mut shard = (cursor >> SHARD_SHIFT) as usize;
-        let mut pos = cursor & ((1u64 << SHARD_SHIFT) - 1);
-        let mut found: Vec<Reply> = Vec::new();
-        let mut visited = 0usize;
-        let mut next_cursor = 0u64;
-        while shard < nshards {
-            let want = count - visited;
-            let (p, nsp) = (pattern.clone(), ns_part.clone());
-            let (keys, seen, next) = run_on(c.global, shard, move |s: &mut Shard| {
-                scan_shard(&mut s.dbs[db], pos, want, &nsp, p.as_deref())
-            })
-            .await;
-            found.extend(keys.into_iter().map(Reply::Bulk));
-            visited += seen;
-            match next {
-                Some(p) => {
-                    next_cursor = ((shard as u64) << SHARD_SHIFT) | p;
-                    break;
-                }
-                None => {
-                    shard += 1;
-                    pos = 0;
-                    next_cursor = if shard < nshards {
-                        (shard as u64) << SHARD_SHIFT
-                    } else {
-                        0
-                    };
-                }
-            }
-            if visited >= count {
-                break;
-            }
-        }
-        let cur = itoa::Buffer::new().format(next_cursor).as_bytes().to_vec();
-        Reply::Array(vec![Reply::Bulk(Bytes::from(cur)), Reply::Array(found)])
+        super::keys::scan_shards(c, cursor, count, move |s, pos, want| {
+            scan_shard(&mut s.dbs[db], pos, want, &ns_part, pattern.as_deref())
+        })
+        .await
     })
 }
 

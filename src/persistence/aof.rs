@@ -457,25 +457,11 @@ pub async fn wait_durable(global: &'static Global) {
         }
         if round < 4 {
             // This shard's writer usually finishes within a turn or two.
-            yield_once().await;
+            crate::server::connection::yield_now().await;
         } else {
             glommio::timer::sleep(Duration::from_micros(20)).await;
         }
     }
-}
-
-/// Lets the other tasks of this shard (the AOF writer) run once.
-fn yield_once() -> impl std::future::Future<Output = ()> {
-    let mut yielded = false;
-    std::future::poll_fn(move |cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
 }
 
 // ---------------------------------------------------------------------------

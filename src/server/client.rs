@@ -161,6 +161,30 @@ pub struct Client {
 static NEXT_TX: AtomicU64 = AtomicU64::new(1);
 
 impl Client {
+    /// A client of shard `shard` in its initial state (database 0, RESP2).
+    pub fn new(
+        global: &'static Global,
+        shard: usize,
+        id: u64,
+        authenticated: bool,
+        info: Rc<RefCell<ClientInfo>>,
+    ) -> Client {
+        Client {
+            global,
+            shard,
+            id,
+            db: 0,
+            resp3: false,
+            authenticated,
+            reply_mode: ReplyMode::On,
+            suppress_reply: false,
+            close_after_reply: false,
+            info,
+            aof_seq: Default::default(),
+            wrote: false,
+        }
+    }
+
     /// The options keyed handlers run with.
     pub fn opts(&self) -> CallOpts {
         CallOpts {

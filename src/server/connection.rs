@@ -64,20 +64,7 @@ pub async fn serve(stream: TcpStream, global: &'static Global, shard: usize) {
         s.clients.insert(id, info.clone());
         s.config.requirepass().is_none()
     });
-    let mut client = Client {
-        global,
-        shard,
-        id,
-        db: 0,
-        resp3: false,
-        authenticated,
-        reply_mode: ReplyMode::On,
-        suppress_reply: false,
-        close_after_reply: false,
-        info,
-        aof_seq: Default::default(),
-        wrote: false,
-    };
+    let mut client = Client::new(global, shard, id, authenticated, info);
     let _ = run(stream, &mut client).await;
     with_shard(|s| s.clients.remove(&id));
     global
@@ -186,7 +173,7 @@ async fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<us
 }
 
 /// Yields once to the executor's other tasks.
-fn yield_now() -> impl std::future::Future<Output = ()> {
+pub(crate) fn yield_now() -> impl std::future::Future<Output = ()> {
     let mut yielded = false;
     futures::future::poll_fn(move |cx| {
         if yielded {
@@ -589,20 +576,7 @@ pub async fn run_internal(global: &'static Global, stream: &[u8]) -> u64 {
     let shard = crate::shard::current_shard_id().expect("on a shard");
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let info = Rc::new(RefCell::new(ClientInfo::new(0, addr, addr, -1)));
-    let mut client = Client {
-        global,
-        shard,
-        id: 0,
-        db: 0,
-        resp3: false,
-        authenticated: true,
-        reply_mode: ReplyMode::On,
-        suppress_reply: false,
-        close_after_reply: false,
-        info,
-        aof_seq: Default::default(),
-        wrote: false,
-    };
+    let mut client = Client::new(global, shard, 0, true, info);
     let mut rbuf = BytesMut::from(stream);
     let mut wbuf = BytesMut::new();
     let mut parser = RequestParser::default();
