@@ -26,7 +26,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 wait_up() {
   for _ in $(seq 200); do
-    redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
+    [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
     sleep 0.05
   done
   echo "server on port $1 did not start" >&2

@@ -304,3 +304,66 @@ fn bgsave_replies_like_redis() {
         wait_bgsave(&mut c);
     }
 }
+
+/// While a large dump loads, clients can connect: commands get Redis's
+/// -LOADING error and INFO shows `loading:1` with the progress fields. Once
+/// loaded, every key is there.
+#[test]
+fn clients_see_loading_while_a_large_dump_loads() {
+    const KEYS: usize = 600_000;
+    let redis = Proc::redis(&["--enable-debug-command", "yes"]);
+    let mut rc = redis.client();
+    redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(KEYS)
+        .arg("key")
+        .arg(200)
+        .query::<()>(&mut rc)
+        .unwrap();
+    assert_eq!(reply(&mut rc, "SAVE"), "OK");
+    let dir = tempdir();
+    std::fs::copy(redis.dir.join("dump.rdb"), dir.join("dump.rdb")).unwrap();
+    drop(redis);
+
+    let ours = Proc::spawn_ringkv(&dir, 4, &["--save", ""]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut saw_loading_error, mut saw_progress) = (false, false);
+    loop {
+        assert!(Instant::now() < deadline, "ringkv did not finish loading");
+        if std::net::TcpStream::connect(("127.0.0.1", ours.port)).is_err() {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        let mut raw = ours.raw();
+        let info = String::from_utf8(raw.cmd_str(&["INFO", "persistence"])).unwrap();
+        if info.contains("loading:1") {
+            saw_progress |= [
+                "loading_loaded_perc:",
+                "loading_total_bytes:",
+                "loading_eta_seconds:",
+            ]
+            .iter()
+            .all(|f| info.contains(f));
+        }
+        let get = raw.cmd_str(&["GET", "key:1"]);
+        if get.starts_with(b"-LOADING") {
+            assert_eq!(get, b"-LOADING Redis is loading the dataset in memory\r\n");
+            saw_loading_error = true;
+        } else {
+            assert!(get.starts_with(b"$200\r\nvalue:1"), "{get:?}");
+            break;
+        }
+    }
+    assert!(
+        saw_loading_error,
+        "the load ended before a client could see -LOADING"
+    );
+    assert!(
+        saw_progress,
+        "INFO never showed loading:1 with its progress fields"
+    );
+    let mut c = ours.client();
+    assert_eq!(info_field(&mut c, "loading"), "0");
+    let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, KEYS);
+}

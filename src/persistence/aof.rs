@@ -683,14 +683,20 @@ pub fn load_at_startup(global: &'static Global) -> Result<bool, String> {
     let dir = aof_dir(&cfg);
     let started = std::time::Instant::now();
     let mut size = 0u64;
+    let segs = segments(&dir, &file_name(&cfg), &m.gens);
+    let seg_bytes: u64 = segs.iter().map(|p| super::load::file_len(p)).sum();
+    global
+        .rdb
+        .loading_total_bytes
+        .fetch_add(seg_bytes, Ordering::Relaxed);
     if let Some(base) = &m.base {
         let path = dir.join(base);
-        size += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        size += super::load::file_len(&path);
         super::load::load_rdb_file(global, &path)?;
     }
     let truncate_ok = cfg.get("aof-load-truncated") != Some("no");
     let mut records = Vec::new();
-    for path in segments(&dir, &file_name(&cfg), &m.gens) {
+    for path in segs {
         let (recs, tail) = read_segment(&path)
             .map_err(|e| format!("Can't read the AOF file {}: {e}", path.display()))?;
         match tail {
@@ -748,6 +754,7 @@ fn replay(global: &'static Global, records: Vec<Record>) -> Result<(), String> {
     if records.is_empty() {
         return Ok(());
     }
+    let progress = &global.rdb.loading_loaded_bytes;
     let fut = crate::shard::spawn_on(global, 0, move || async move {
         let mut stream = Vec::new();
         let mut db = u32::MAX;
@@ -766,10 +773,12 @@ fn replay(global: &'static Global, records: Vec<Record>) -> Result<(), String> {
             stream.extend_from_slice(&r.payload);
             if stream.len() > 1 << 20 {
                 errors += crate::server::connection::run_internal(global, &stream).await;
+                progress.fetch_add(stream.len() as u64, Ordering::Relaxed);
                 stream.clear();
             }
         }
         errors += crate::server::connection::run_internal(global, &stream).await;
+        progress.fetch_add(stream.len() as u64, Ordering::Relaxed);
         errors
     });
     let errors = futures::executor::block_on(fut);

@@ -21,8 +21,27 @@ pub fn write_section(out: &mut String, g: &'static Global, dirty: u64) {
         -1
     };
     let ok = |b: bool| if b { "ok" } else { "err" };
-    field("loading", &(st.loading.load(Ordering::Acquire) as u8));
+    let loading = st.loading.load(Ordering::Acquire);
+    field("loading", &(loading as u8));
     field("async_loading", &0);
+    if loading {
+        // Redis's progress fields, shown only while loading.
+        let start = st.loading_start.load(Ordering::Relaxed);
+        let total = st.loading_total_bytes.load(Ordering::Relaxed);
+        let done = st.loading_loaded_bytes.load(Ordering::Relaxed).min(total);
+        let elapsed = (unix_ms() / 1000).saturating_sub(start);
+        let perc = if total == 0 {
+            0.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        };
+        let eta = ((total - done) * elapsed).checked_div(done).unwrap_or(1);
+        field("loading_start_time", &start);
+        field("loading_total_bytes", &total);
+        field("loading_loaded_bytes", &done);
+        field("loading_loaded_perc", &format!("{perc:.2}"));
+        field("loading_eta_seconds", &eta);
+    }
     field("current_cow_peak", &0);
     field("current_cow_size", &0);
     field("current_cow_size_age", &0);

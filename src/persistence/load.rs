@@ -34,12 +34,27 @@ pub struct LoadStats {
 
 /// Loads the data at startup: `dir/dbfilename` if it exists. This is the
 /// one place that chooses what to load (an AOF, when enabled, goes first).
+/// Clients may connect meanwhile: INFO shows `loading:1` and its progress,
+/// and commands without the `loading` flag get `-LOADING`.
 pub fn load_at_startup(global: &'static Global) -> Result<(), String> {
+    let st = &global.rdb;
+    st.loading_start.store(unix_ms() / 1000, Ordering::Relaxed);
+    st.loading_total_bytes.store(0, Ordering::Relaxed);
+    st.loading_loaded_bytes.store(0, Ordering::Relaxed);
+    st.loading.store(true, Ordering::Release);
+    let res = load_data(global);
+    st.loading.store(false, Ordering::Release);
+    res
+}
+
+fn load_data(global: &'static Global) -> Result<(), String> {
     let cfg = global.config();
     if cfg.get("appendonly") == Some("yes") {
         if !super::aof::load_at_startup(global)? {
             load_rdb_if_present(global)?;
         }
+        // Logging starts before clients may write (they get -LOADING
+        // until then), so no acknowledged write escapes the AOF.
         let start = crate::shard::spawn_on(global, 0, move || super::aof::start_logging(global));
         return futures::executor::block_on(start);
     }
@@ -62,13 +77,10 @@ fn load_rdb_if_present(global: &'static Global) -> Result<(), String> {
     Ok(())
 }
 
-/// Loads an RDB file into the (empty) shards. Call before clients connect,
+/// Loads an RDB file into the (empty) shards, while the server is loading,
 /// from a thread that is not a shard.
 pub fn load_rdb_file(global: &'static Global, path: &Path) -> Result<LoadStats, String> {
-    global.rdb.loading.store(true, Ordering::Release);
-    let res = load(global, path);
-    global.rdb.loading.store(false, Ordering::Release);
-    let stats = res?;
+    let stats = load(global, path)?;
     // Loading is not a change to save again.
     let st = &global.rdb;
     st.dirty_saved.fetch_add(stats.keys, Ordering::Relaxed);
@@ -89,6 +101,12 @@ fn load(global: &'static Global, path: &Path) -> Result<LoadStats, String> {
             path.display()
         )
     })?;
+    let progress = &global.rdb.loading_loaded_bytes;
+    let base = progress.load(Ordering::Relaxed);
+    global
+        .rdb
+        .loading_total_bytes
+        .fetch_add(file_len(path), Ordering::Relaxed);
     let now = unix_ms();
     let queued: Arc<Vec<AtomicUsize>> =
         Arc::new((0..global.nshards).map(|_| AtomicUsize::new(0)).collect());
@@ -148,6 +166,7 @@ fn load(global: &'static Global, path: &Path) -> Result<LoadStats, String> {
         batches[shard].push(rec);
         if batches[shard].len() >= BATCH {
             send(shard, std::mem::take(&mut batches[shard]));
+            progress.store(base + reader.position(), Ordering::Relaxed);
         }
     }
     for (shard, b) in batches.into_iter().enumerate() {
@@ -160,5 +179,11 @@ fn load(global: &'static Global, path: &Path) -> Result<LoadStats, String> {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
+    progress.store(base + reader.position(), Ordering::Relaxed);
     Ok(stats)
+}
+
+/// The size of a file to load, for the progress fields (0 if unknown).
+pub(super) fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }

@@ -44,6 +44,12 @@ pub struct RdbState {
     pub dirty_saved: AtomicU64,
     /// The dataset is being loaded.
     pub loading: AtomicBool,
+    /// Unix seconds when the running load began.
+    pub loading_start: AtomicU64,
+    /// Bytes of files the running load reads in all.
+    pub loading_total_bytes: AtomicU64,
+    /// Bytes of those files read so far.
+    pub loading_loaded_bytes: AtomicU64,
     /// Keys loaded by the last load.
     pub load_keys: AtomicU64,
     /// Expired keys skipped by the last load.
@@ -62,6 +68,9 @@ impl Default for RdbState {
             saves: AtomicU64::new(0),
             dirty_saved: AtomicU64::new(0),
             loading: AtomicBool::new(false),
+            loading_start: AtomicU64::new(0),
+            loading_total_bytes: AtomicU64::new(0),
+            loading_loaded_bytes: AtomicU64::new(0),
             load_keys: AtomicU64::new(0),
             load_expired: AtomicU64::new(0),
         }
@@ -331,10 +340,13 @@ pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, bu
 pub async fn cron(global: &'static Global) {
     loop {
         glommio::timer::sleep(Duration::from_millis(100)).await;
-        if global.shutting_down.load(Ordering::Relaxed) || snapshot::in_progress() {
+        let st = &global.rdb;
+        if global.shutting_down.load(Ordering::Relaxed)
+            || snapshot::in_progress()
+            || st.loading.load(Ordering::Acquire)
+        {
             continue;
         }
-        let st = &global.rdb;
         if st.bgsave_scheduled.swap(false, Ordering::AcqRel) {
             let _ = save(global, true).await;
             continue;

@@ -349,6 +349,16 @@ fn resolve(
             Reply::StaticError("NOAUTH Authentication required."),
         ));
     }
+    // Client 0 is the AOF replay, which is the loading.
+    if client.id != 0
+        && !spec.has(commands::flags::LOADING)
+        && client.global.rdb.loading.load(Ordering::Acquire)
+    {
+        return Err((
+            Some(full),
+            Reply::StaticError("LOADING Redis is loading the dataset in memory"),
+        ));
+    }
     Ok((spec, full))
 }
 

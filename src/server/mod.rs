@@ -106,15 +106,13 @@ impl Server {
         let global: &'static Global = Box::leak(Box::new(global));
         global.port.store(addr.port() as usize, Ordering::Relaxed);
 
+        // Clients may connect while the data loads; they get -LOADING.
+        global.rdb.loading.store(true, Ordering::Release);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let mut handles = Vec::with_capacity(nshards);
-        // Shards accept connections once the data is loaded.
-        let mut gates = Vec::with_capacity(nshards);
         for (id, rx) in mailboxes.into_iter().enumerate() {
             let cpu = cpus[id % cpus.len()];
             let ready = ready_tx.clone();
-            let (open, gate) = futures::channel::oneshot::channel::<()>();
-            gates.push(open);
             let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{id}"))
                 .spawn(move || async move {
@@ -131,20 +129,24 @@ impl Server {
                             return;
                         }
                     };
-                    glommio::spawn_local(async move {
-                        if gate.await.is_ok() {
-                            accept_loop(listener, global, id).await;
-                        }
-                    })
-                    .detach();
-                    glommio::spawn_local(shard::expiry::active_expire_loop()).detach();
-                    glommio::spawn_local(crate::persistence::aof::writer_loop(global, id)).detach();
-                    glommio::spawn_local(shard::evict::eviction_loop()).detach();
+                    let mut tasks = vec![
+                        glommio::spawn_local(accept_loop(listener, global, id)).detach(),
+                        glommio::spawn_local(shard::expiry::active_expire_loop()).detach(),
+                        glommio::spawn_local(crate::persistence::aof::writer_loop(global, id))
+                            .detach(),
+                        glommio::spawn_local(shard::evict::eviction_loop()).detach(),
+                    ];
                     if id == 0 {
-                        glommio::spawn_local(crate::persistence::save::cron(global)).detach();
+                        tasks.push(
+                            glommio::spawn_local(crate::persistence::save::cron(global)).detach(),
+                        );
                     }
                     let _ = ready.send(Ok(()));
                     shard::serve_mailbox(rx).await;
+                    // The shard's own loops must not run once it is gone.
+                    for t in &tasks {
+                        t.cancel();
+                    }
                     Shard::uninstall();
                 })
                 .map_err(|e| StartError(io_uring_hint(&e.to_string())))?;
@@ -169,9 +171,6 @@ impl Server {
         if let Err(e) = loaded {
             server.shutdown();
             return Err(StartError(e));
-        }
-        for g in gates {
-            let _ = g.send(());
         }
         tracing::info!(shards = nshards, %addr, "ringkv ready to accept connections");
         Ok(server)

@@ -48,9 +48,12 @@ fn wait_ready(port: u16, child: &mut Child, label: &str) {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             if s.write_all(b"PING\r\n").is_ok() {
+                // -LOADING means the data is still loading; any other reply
+                // (+PONG, or -NOAUTH under requirepass) means ready.
                 let mut buf = [0u8; 64];
                 if let Ok(n) = s.read(&mut buf)
                     && n > 0
+                    && !buf[..n].starts_with(b"-LOADING")
                 {
                     return;
                 }
@@ -71,6 +74,13 @@ impl Proc {
 
     /// Starts ringkv in working directory `dir` (to restart on its files).
     pub fn ringkv_in(dir: &std::path::Path, shards: usize, extra: &[&str]) -> Proc {
+        let mut p = Proc::spawn_ringkv(dir, shards, extra);
+        wait_ready(p.port, &mut p.child, &p.label);
+        p
+    }
+
+    /// Starts ringkv in `dir` without waiting for it to answer PING.
+    pub fn spawn_ringkv(dir: &std::path::Path, shards: usize, extra: &[&str]) -> Proc {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
         cmd.current_dir(dir);
@@ -84,9 +94,8 @@ impl Proc {
         ]);
         cmd.args(extra);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("start ringkv");
+        let child = cmd.spawn().expect("start ringkv");
         let label = format!("ringkv/{shards}");
-        wait_ready(port, &mut child, &label);
         Proc {
             port,
             child,
