@@ -53,15 +53,7 @@ mkdir -p "$WORK/gen" "$WORK/redis" "$WORK/ringkv"
 redis-server --port "$PORT_R" --save "" --dir "$WORK/gen" --daemonize no >"$WORK/gen.log" 2>&1 &
 PIDS+=($!)
 wait_pong "$PORT_R"
-python3 - "$KEYS" "$SIZE" <<'PY' | redis-cli -p "$PORT_R" --pipe >/dev/null
-import sys
-keys, size = int(sys.argv[1]), int(sys.argv[2])
-v = b"x" * size
-out = sys.stdout.buffer
-for i in range(keys):
-    k = b"key:%012d" % i
-    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
-PY
+python3 "$(dirname "$0")/gen_sets.py" "$KEYS" "$SIZE" | redis-cli -p "$PORT_R" --pipe >/dev/null
 echo "dataset: $(redis-cli -p "$PORT_R" dbsize) keys"
 redis-cli -p "$PORT_R" save >/dev/null
 redis-cli -p "$PORT_R" shutdown nosave >/dev/null 2>&1 || true

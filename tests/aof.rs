@@ -406,7 +406,6 @@ fn kill9_during_bgrewriteaof_keeps_the_previous_files() {
     const N: usize = 100_000;
     let mut p = Proc::ringkv(4, &flags("always"));
     let mut c = p.client();
-    populate(&mut c);
     for chunk in (0..N).collect::<Vec<_>>().chunks(2000) {
         let mut pipe = redis::pipe();
         for i in chunk {

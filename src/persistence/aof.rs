@@ -594,8 +594,8 @@ pub struct Record {
     pub seq: u64,
     /// Database.
     pub db: u32,
-    /// RESP commands.
-    pub payload: Vec<u8>,
+    /// RESP commands (a slice of the segment's bytes).
+    pub payload: Bytes,
 }
 
 /// How reading a segment ended.
@@ -613,6 +613,7 @@ pub enum Tail {
 pub fn read_segment(path: &Path) -> std::io::Result<(Vec<Record>, Tail)> {
     let mut data = Vec::new();
     std::fs::File::open(path)?.read_to_end(&mut data)?;
+    let data = Bytes::from(data);
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
@@ -636,7 +637,7 @@ pub fn read_segment(path: &Path) -> std::io::Result<(Vec<Record>, Tail)> {
         out.push(Record {
             seq: u64::from_le_bytes(data[pos + 8..pos + 16].try_into().unwrap()),
             db: u32::from_le_bytes(data[pos + 16..pos + 20].try_into().unwrap()),
-            payload: data[pos + HEADER..end].to_vec(),
+            payload: data.slice(pos + HEADER..end),
         });
         pos = end;
     }
@@ -749,43 +750,132 @@ pub fn load_at_startup(global: &'static Global) -> Result<bool, String> {
     Ok(true)
 }
 
-/// Runs the records, in order, through a client on shard 0.
+/// Bytes of commands buffered per shard before a replay round runs them.
+const REPLAY_ROUND: usize = 64 << 20;
+
+/// Replays the records in `seq` order, the shards in parallel.
+///
+/// A record whose keys all live on one shard joins that shard's stream; the
+/// shards run their streams concurrently, each through a local client, so
+/// every key still sees its own history in order. A record that spans
+/// shards or has no key (FLUSHALL, SWAPDB, MULTI, ...) is a barrier: the
+/// streams before it finish, then it runs alone through shard 0, which
+/// routes it as a client's command would be routed.
 fn replay(global: &'static Global, records: Vec<Record>) -> Result<(), String> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let progress = &global.rdb.loading_loaded_bytes;
-    let fut = crate::shard::spawn_on(global, 0, move || async move {
-        let mut stream = Vec::new();
-        let mut db = u32::MAX;
-        let mut errors = 0u64;
-        for r in records {
-            if r.db != db {
-                db = r.db;
-                stream.extend_from_slice(
-                    format!(
-                        "*2\r\n$6\r\nSELECT\r\n${}\r\n{db}\r\n",
-                        db.to_string().len()
-                    )
-                    .as_bytes(),
-                );
+    let mut streams: Vec<(u32, Vec<u8>)> = vec![(u32::MAX, Vec::new()); global.nshards];
+    let mut buffered = 0usize;
+    let mut errors = 0u64;
+    for r in records {
+        match record_shard(global, &r.payload) {
+            Some(shard) => {
+                let (db, stream) = &mut streams[shard];
+                push_record(stream, db, &r);
+                buffered += r.payload.len();
+                if buffered >= REPLAY_ROUND {
+                    errors += run_streams(global, &mut streams);
+                    buffered = 0;
+                }
             }
-            stream.extend_from_slice(&r.payload);
-            if stream.len() > 1 << 20 {
-                errors += crate::server::connection::run_internal(global, &stream).await;
-                progress.fetch_add(stream.len() as u64, Ordering::Relaxed);
-                stream.clear();
+            None => {
+                errors += run_streams(global, &mut streams);
+                buffered = 0;
+                let mut alone = [(u32::MAX, Vec::new())];
+                let (db, stream) = &mut alone[0];
+                push_record(stream, db, &r);
+                errors += run_streams(global, &mut alone);
             }
         }
-        errors += crate::server::connection::run_internal(global, &stream).await;
-        progress.fetch_add(stream.len() as u64, Ordering::Relaxed);
-        errors
-    });
-    let errors = futures::executor::block_on(fut);
+    }
+    errors += run_streams(global, &mut streams);
     if errors > 0 {
         tracing::warn!("{errors} commands of the AOF replied with an error on replay");
     }
     Ok(())
+}
+
+/// Appends a record's commands to a replay stream, preceded by SELECT when
+/// its database differs from the stream's (`db`, updated).
+fn push_record(stream: &mut Vec<u8>, db: &mut u32, r: &Record) {
+    if r.db != *db {
+        *db = r.db;
+        let n = r.db.to_string();
+        stream
+            .extend_from_slice(format!("*2\r\n$6\r\nSELECT\r\n${}\r\n{n}\r\n", n.len()).as_bytes());
+    }
+    stream.extend_from_slice(&r.payload);
+}
+
+/// Runs each non-empty stream on its shard (stream `i` on shard `i`), all at
+/// once, and empties them. Returns the number of error replies.
+fn run_streams(global: &'static Global, streams: &mut [(u32, Vec<u8>)]) -> u64 {
+    let progress = &global.rdb.loading_loaded_bytes;
+    let jobs: Vec<_> = streams
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, (_, s))| !s.is_empty())
+        .map(|(shard, (db, s))| {
+            *db = u32::MAX;
+            let stream = std::mem::take(s);
+            progress.fetch_add(stream.len() as u64, Ordering::Relaxed);
+            crate::shard::spawn_on(global, shard, move || async move {
+                crate::server::connection::run_internal(global, &stream).await
+            })
+        })
+        .collect();
+    futures::executor::block_on(futures::future::join_all(jobs))
+        .into_iter()
+        .sum()
+}
+
+/// The one shard that owns every key of a record's commands, or None when
+/// they span shards or a command has no key.
+fn record_shard(global: &Global, payload: &Bytes) -> Option<usize> {
+    let mut shard = None;
+    let mut pos = 0;
+    while pos < payload.len() {
+        let (args, next) = split_command(payload, pos)?;
+        pos = next;
+        let mut spec = crate::commands::lookup(&args[0])?;
+        if !spec.subcommands.is_empty() {
+            spec = crate::commands::lookup_sub(spec, args.get(1)?)?;
+        }
+        let keys = spec.key_indices(&args);
+        if keys.is_empty() {
+            return None;
+        }
+        for i in keys {
+            let s = global.slots.shard_of(args.get(i)?);
+            if *shard.get_or_insert(s) != s {
+                return None;
+            }
+        }
+    }
+    shard
+}
+
+/// Splits the RESP array of bulk strings at `pos` into its arguments
+/// (slices of `buf`), with the offset after it.
+fn split_command(buf: &Bytes, mut pos: usize) -> Option<(Vec<Bytes>, usize)> {
+    fn line(buf: &[u8], pos: usize, lead: u8) -> Option<(usize, usize)> {
+        if buf.get(pos) != Some(&lead) {
+            return None;
+        }
+        let end = pos + buf[pos..].iter().position(|&b| b == b'\r')?;
+        let n = std::str::from_utf8(&buf[pos + 1..end]).ok()?.parse().ok()?;
+        Some((n, end + 2))
+    }
+    let (argc, next) = line(buf, pos, b'*')?;
+    pos = next;
+    let mut args = Vec::with_capacity(argc);
+    for _ in 0..argc {
+        let (len, next) = line(buf, pos, b'$')?;
+        if next + len > buf.len() {
+            return None;
+        }
+        args.push(buf.slice(next..next + len));
+        pos = next + len + 2;
+    }
+    (!args.is_empty()).then_some((args, pos))
 }
 
 /// Prepares logging once loading is over: creates the directory and the

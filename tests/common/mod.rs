@@ -39,11 +39,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_ready(port: u16, child: &mut Child, label: &str) {
+/// Waits until the server answers; on failure the panic shows the end of
+/// its log (`log`, where its stderr goes).
+/// The file in a server's directory that receives its log.
+const LOG: &str = "server.log";
+
+fn wait_ready(port: u16, child: &mut Child, label: &str, log: &std::path::Path) {
+    let tail = || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{label} exited during startup: {status}");
+            panic!("{label} exited during startup: {status}\n{}", tail());
         }
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -61,7 +71,7 @@ fn wait_ready(port: u16, child: &mut Child, label: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("{label} did not start on port {port}");
+    panic!("{label} did not start on port {port}\n{}", tail());
 }
 
 impl Proc {
@@ -75,7 +85,7 @@ impl Proc {
     /// Starts ringkv in working directory `dir` (to restart on its files).
     pub fn ringkv_in(dir: &std::path::Path, shards: usize, extra: &[&str]) -> Proc {
         let mut p = Proc::spawn_ringkv(dir, shards, extra);
-        wait_ready(p.port, &mut p.child, &p.label);
+        wait_ready(p.port, &mut p.child, &p.label, &dir.join(LOG));
         p
     }
 
@@ -93,7 +103,9 @@ impl Proc {
             "warning",
         ]);
         cmd.args(extra);
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let log = std::fs::File::create(dir.join(LOG)).expect("create the server log");
+        cmd.stdout(log.try_clone().expect("clone the log"))
+            .stderr(log);
         let child = cmd.spawn().expect("start ringkv");
         let label = format!("ringkv/{shards}");
         Proc {
@@ -121,11 +133,12 @@ impl Proc {
         ]);
         cmd.args(["--dir", dir.to_str().unwrap()]);
         cmd.args(extra);
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let log = std::fs::File::create(dir.join(LOG)).expect("create the server log");
+        cmd.stdout(log).stderr(Stdio::null());
         let mut child = cmd
             .spawn()
             .expect("start redis-server (apt-get install redis-server)");
-        wait_ready(port, &mut child, "redis");
+        wait_ready(port, &mut child, "redis", &dir.join(LOG));
         Proc {
             port,
             child,
