@@ -119,12 +119,14 @@ fn memory_usage(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 }
 
 /// What one shard contributes to MEMORY STATS and DOCTOR.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct ShardMem {
     allocated: i64,
     startup: i64,
     keys: u64,
     expires: u64,
+    /// Per database: (keys, bytes of the dictionary's table).
+    dbs: Vec<(u64, u64)>,
 }
 
 async fn gather(c: &Client) -> Vec<ShardMem> {
@@ -133,6 +135,11 @@ async fn gather(c: &Client) -> Vec<ShardMem> {
         startup: s.evict.startup.unwrap_or(0),
         keys: s.dbs.iter().map(|d| d.len() as u64).sum(),
         expires: s.dbs.iter().map(|d| d.expires() as u64).sum(),
+        dbs: s
+            .dbs
+            .iter()
+            .map(|d| (d.len() as u64, d.dict().table_bytes() as u64))
+            .collect(),
     })
     .await
 }
@@ -152,7 +159,17 @@ fn totals(m: &[ShardMem]) -> (u64, u64, u64, u64) {
 
 fn memory_stats(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
     Box::pin(async move {
-        let (alloc, startup, keys, expires) = totals(&gather(c).await);
+        let mem = gather(c).await;
+        let (alloc, startup, keys, expires) = totals(&mem);
+        // Each database's table overhead, as Redis's `db.N` entries (TTLs
+        // live in the entries and the timing wheel, so `expires` costs 0).
+        let mut per_db = vec![(0u64, 0u64); mem.first().map_or(0, |m| m.dbs.len())];
+        for m in &mem {
+            for (acc, (k, b)) in per_db.iter_mut().zip(&m.dbs) {
+                acc.0 += k;
+                acc.1 += b;
+            }
+        }
         let peak = crate::shard::evict::peak().max(alloc);
         let rss = rss_bytes();
         let dataset = alloc - startup;
@@ -165,10 +182,23 @@ fn memory_stats(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> 
         };
         let int = |k: &'static str, v: u64| (Reply::Simple(k), Reply::Int(v as i64));
         let dbl = |k: &'static str, v: f64| (Reply::Simple(k), Reply::Double(v));
-        Reply::Map(vec![
+        let mut fields = vec![
             int("peak.allocated", peak),
             int("total.allocated", alloc),
             int("startup.allocated", startup),
+        ];
+        for (db, (k, bytes)) in per_db.iter().enumerate() {
+            if *k > 0 {
+                fields.push((
+                    Reply::Bulk(Bytes::from(format!("db.{db}"))),
+                    Reply::Map(vec![
+                        int("overhead.hashtable.main", *bytes),
+                        int("overhead.hashtable.expires", 0),
+                    ]),
+                ));
+            }
+        }
+        fields.extend([
             int("keys.count", keys),
             int("keys.with-expire", expires),
             int("keys.bytes-per-key", dataset.checked_div(keys).unwrap_or(0)),
@@ -185,7 +215,8 @@ fn memory_stats(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> 
                 },
             ),
             int("fragmentation.bytes", rss.saturating_sub(alloc)),
-        ])
+        ]);
+        Reply::Map(fields)
     })
 }
 
