@@ -798,9 +798,10 @@ fn replay(global: &'static Global, records: Vec<Record>) -> Result<(), String> {
 fn push_record(stream: &mut Vec<u8>, db: &mut u32, r: &Record) {
     if r.db != *db {
         *db = r.db;
-        let n = r.db.to_string();
-        stream
-            .extend_from_slice(format!("*2\r\n$6\r\nSELECT\r\n${}\r\n{n}\r\n", n.len()).as_bytes());
+        stream.extend_from_slice(&encode_cmds(&[vec![
+            bulk("SELECT"),
+            bulk(&r.db.to_string()),
+        ]]));
     }
     stream.extend_from_slice(&r.payload);
 }
@@ -830,11 +831,17 @@ fn run_streams(global: &'static Global, streams: &mut [(u32, Vec<u8>)]) -> u64 {
 /// The one shard that owns every key of a record's commands, or None when
 /// they span shards or a command has no key.
 fn record_shard(global: &Global, payload: &Bytes) -> Option<usize> {
+    use crate::server::resp::{ParseLimits, Parsed, parse_request};
+    let limits = ParseLimits {
+        max_bulk_len: i64::MAX,
+        unauthenticated: false,
+    };
+    let mut buf = bytes::BytesMut::from(payload.as_ref());
     let mut shard = None;
-    let mut pos = 0;
-    while pos < payload.len() {
-        let (args, next) = split_command(payload, pos)?;
-        pos = next;
+    while !buf.is_empty() {
+        let Parsed::Command(args) = parse_request(&mut buf, &limits) else {
+            return None;
+        };
         let mut spec = crate::commands::lookup(&args[0])?;
         if !spec.subcommands.is_empty() {
             spec = crate::commands::lookup_sub(spec, args.get(1)?)?;
@@ -851,31 +858,6 @@ fn record_shard(global: &Global, payload: &Bytes) -> Option<usize> {
         }
     }
     shard
-}
-
-/// Splits the RESP array of bulk strings at `pos` into its arguments
-/// (slices of `buf`), with the offset after it.
-fn split_command(buf: &Bytes, mut pos: usize) -> Option<(Vec<Bytes>, usize)> {
-    fn line(buf: &[u8], pos: usize, lead: u8) -> Option<(usize, usize)> {
-        if buf.get(pos) != Some(&lead) {
-            return None;
-        }
-        let end = pos + buf[pos..].iter().position(|&b| b == b'\r')?;
-        let n = std::str::from_utf8(&buf[pos + 1..end]).ok()?.parse().ok()?;
-        Some((n, end + 2))
-    }
-    let (argc, next) = line(buf, pos, b'*')?;
-    pos = next;
-    let mut args = Vec::with_capacity(argc);
-    for _ in 0..argc {
-        let (len, next) = line(buf, pos, b'$')?;
-        if next + len > buf.len() {
-            return None;
-        }
-        args.push(buf.slice(next..next + len));
-        pos = next + len + 2;
-    }
-    (!args.is_empty()).then_some((args, pos))
 }
 
 /// Prepares logging once loading is over: creates the directory and the
