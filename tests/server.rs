@@ -459,7 +459,7 @@ fn spawn(args: &[&str]) -> Own {
 
 fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !common::answers_ping(port, "PING\r\n") {
         assert!(Instant::now() < deadline, "no server on {port}");
         std::thread::sleep(Duration::from_millis(20));
     }

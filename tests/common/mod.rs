@@ -39,39 +39,69 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until the server answers; on failure the panic shows the end of
-/// its log (`log`, where its stderr goes).
 /// The file in a server's directory that receives its log.
 const LOG: &str = "server.log";
 
-fn wait_ready(port: u16, child: &mut Child, label: &str, log: &std::path::Path) {
+/// Waits until the server answers PING; on failure the panic shows the end
+/// of its log (`log`, where its stderr goes).
+fn wait_ready(port: u16, child: &mut Child, label: &str, log: &std::path::Path, extra: &[&str]) {
     let tail = || {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(5)..].join("\n")
+    };
+    // Under requirepass, NOAUTH comes before LOADING (as in Redis), so the
+    // probe authenticates first.
+    let probe = match password(extra) {
+        Some(pw) => format!("AUTH {pw}\r\nPING\r\n"),
+        None => "PING\r\n".to_string(),
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{label} exited during startup: {status}\n{}", tail());
         }
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            if s.write_all(b"PING\r\n").is_ok() {
-                // -LOADING means the data is still loading; any other reply
-                // (+PONG, or -NOAUTH under requirepass) means ready.
-                let mut buf = [0u8; 64];
-                if let Ok(n) = s.read(&mut buf)
-                    && n > 0
-                    && !buf[..n].starts_with(b"-LOADING")
-                {
-                    return;
-                }
-            }
+        if answers_ping(port, &probe) {
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("{label} did not start on port {port}\n{}", tail());
+}
+
+/// Whether the server on `port` answers `probe` (lines ending in a PING)
+/// with +PONG last, rather than -LOADING or nothing.
+pub fn answers_ping(port: u16, probe: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(probe.as_bytes()).is_err() {
+        return false;
+    }
+    // Every reply to the probe is one line.
+    let lines = probe.matches("\r\n").count();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 128];
+    while buf.iter().filter(|&&b| b == b'\n').count() < lines {
+        match s.read(&mut chunk) {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return false,
+        }
+    }
+    buf.ends_with(b"+PONG\r\n")
+}
+
+/// The `requirepass` among a server's flags, or in the config file they name.
+fn password(extra: &[&str]) -> Option<String> {
+    if let Some(i) = extra.iter().position(|a| *a == "--requirepass") {
+        return extra.get(i + 1).map(|s| s.to_string());
+    }
+    let conf = extra.iter().find(|a| a.ends_with(".conf"))?;
+    let text = std::fs::read_to_string(conf).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("requirepass "))
+        .map(|pw| pw.trim().to_string())
 }
 
 impl Proc {
@@ -85,7 +115,7 @@ impl Proc {
     /// Starts ringkv in working directory `dir` (to restart on its files).
     pub fn ringkv_in(dir: &std::path::Path, shards: usize, extra: &[&str]) -> Proc {
         let mut p = Proc::spawn_ringkv(dir, shards, extra);
-        wait_ready(p.port, &mut p.child, &p.label, &dir.join(LOG));
+        wait_ready(p.port, &mut p.child, &p.label, &dir.join(LOG), extra);
         p
     }
 
@@ -138,7 +168,7 @@ impl Proc {
         let mut child = cmd
             .spawn()
             .expect("start redis-server (apt-get install redis-server)");
-        wait_ready(port, &mut child, "redis", &dir.join(LOG));
+        wait_ready(port, &mut child, "redis", &dir.join(LOG), extra);
         Proc {
             port,
             child,
