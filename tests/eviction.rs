@@ -99,6 +99,47 @@ fn used_memory_stays_within_tolerance_for_allkeys_policies() {
     }
 }
 
+/// W-TinyLFU: keys written before eviction started leave the admission
+/// window and become evictable, so cold keys make room for read-often ones,
+/// and no write is refused.
+#[test]
+fn tinylfu_evicts_cold_keys_for_frequent_ones() {
+    for shards in [1, 4] {
+        let (p, mut c, max) = server(shards, "allkeys-tinylfu");
+        assert_eq!(fill(&p, "cold", 12_000, 1000, None), 0);
+        let value = vec![b'v'; 1000];
+        let mut raw = p.raw();
+        for start in (0..20_000).step_by(100) {
+            for i in start..start + 100 {
+                let key = format!("hot:{i}");
+                raw.send_cmd(&[b"SET", key.as_bytes(), &value]);
+                for _ in 0..3 {
+                    raw.send_cmd(&[b"GET", key.as_bytes()]);
+                }
+            }
+            for _ in 0..400 {
+                let r = raw.read_reply().expect("reply");
+                assert!(!r.starts_with(b"-"), "{}", String::from_utf8_lossy(&r));
+            }
+        }
+        assert_within(&mut c, max, &format!("tinylfu/{shards}"));
+        let count = |c: &mut redis::Connection, prefix: &str, n: usize| -> usize {
+            (0..n)
+                .filter(|i| {
+                    redis::cmd("EXISTS")
+                        .arg(format!("{prefix}:{i}"))
+                        .query::<bool>(c)
+                        .unwrap()
+                })
+                .count()
+        };
+        let cold = count(&mut c, "cold", 12_000);
+        let hot = count(&mut c, "hot", 20_000);
+        assert!(cold < 6_000, "{shards} shards: {cold} cold keys kept");
+        assert!(hot > 6_000, "{shards} shards: only {hot} hot keys kept");
+    }
+}
+
 #[test]
 fn volatile_policies_never_evict_keys_without_ttl() {
     for shards in [1, 4] {

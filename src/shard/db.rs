@@ -214,11 +214,18 @@ impl Db {
                 }
             }
             None => {
-                let bits = super::evict::on_insert(key);
+                let (bits, gone) = super::evict::on_insert(key);
                 if bits != 0
                     && let Some(e) = self.dict.get_mut(key)
                 {
                     e.lru |= bits;
+                }
+                // The window is per shard; a key that left it is looked up
+                // in this database, where window keys almost always live.
+                if let Some(k) = gone
+                    && let Some(e) = self.dict.get_mut(&k)
+                {
+                    super::evict::leave_window(&mut e.lru);
                 }
             }
         }

@@ -196,13 +196,21 @@ pub fn record_read(key: &[u8]) {
 }
 
 /// Notes a newly created key: under W-TinyLFU it enters the admission
-/// window. Returns the access-field bits to add.
+/// window. Returns the access-field bits to add, and the key that the
+/// window let go unchallenged to make room (see [`leave_window`]).
 #[inline]
-pub fn on_insert(key: &[u8]) -> u32 {
+pub fn on_insert(key: &[u8]) -> (u32, Option<Box<[u8]>>) {
     if !mode().tinylfu {
-        return 0;
+        return (0, None);
     }
     TINY.with(|t| t.borrow_mut().enter_window(key))
+}
+
+/// Moves a key that left the admission window into the main region, where
+/// eviction may pick it.
+#[inline]
+pub fn leave_window(lru: &mut u32) {
+    *lru &= !WINDOW_BIT;
 }
 
 /// W-TinyLFU state of one shard: a count-min sketch of 4-bit counters with
@@ -295,7 +303,7 @@ impl TinyLfu {
             .unwrap_or(0)
     }
 
-    fn enter_window(&mut self, key: &[u8]) -> u32 {
+    fn enter_window(&mut self, key: &[u8]) -> (u32, Option<Box<[u8]>>) {
         self.window.push_back(key.into());
         // Before eviction starts (or while it does not keep up), keys leave
         // the window unchallenged: the cache has room for them.
@@ -304,10 +312,12 @@ impl TinyLfu {
         } else {
             self.window_cap()
         };
-        if self.window.len() > 2 * cap + 16 {
-            self.window.pop_front();
-        }
-        WINDOW_BIT
+        let gone = if self.window.len() > 2 * cap + 16 {
+            self.window.pop_front()
+        } else {
+            None
+        };
+        (WINDOW_BIT, gone)
     }
 }
 
@@ -643,7 +653,7 @@ fn tinylfu_victim(s: &mut Shard, rng: &mut impl Rng, now: u64) -> Option<(usize,
     };
     if admit {
         if let Some(e) = s.dbs[cd].entry_mut(&ck) {
-            e.lru &= !WINDOW_BIT;
+            leave_window(&mut e.lru);
         }
         victim
     } else {
