@@ -18,6 +18,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::atomic::Ordering;
 
+/// glommio's registered I/O buffer pool per shard: its minimum.
+const IO_MEMORY: usize = 64 << 10;
+
 /// Why the server could not start.
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -115,6 +118,10 @@ impl Server {
             let ready = ready_tx.clone();
             let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{id}"))
+                // The pool is for DMA file I/O, which ringkv does not use
+                // (AOF goes through buffered files): glommio's 10 MiB
+                // default would be 10 MiB of used_memory per shard.
+                .io_memory(IO_MEMORY)
                 .spawn(move || async move {
                     Shard::install(id, global);
                     let listener = match listen_socket(addr, true).and_then(|s| {
