@@ -72,7 +72,7 @@ COLL_MEMORY=${COLL_MEMORY:-1}
 COLL_MEM_KEYS=${COLL_MEM_KEYS:-100000}
 BUILD=${BUILD:-1}
 OUT=${OUT:-target/bench-results/compare-$(date +%Y%m%d-%H%M%S)}
-RINGKV=target/release/ringkv
+RINGKV=${RINGKV:-target/release/ringkv}
 CLK_TCK=$(getconf CLK_TCK)
 
 for tool in redis-server redis-benchmark redis-cli taskset; do

@@ -5,7 +5,7 @@
 # report VmRSS / used_memory at the end for both servers, run one after the
 # other, each pinned to SERVER_CPU with redis-benchmark on CLIENT_CPU.
 #
-# Usage: benches/fragmentation.sh   (MAXMEM [100mb], DURATION [60] seconds,
+# Usage: benches/fragmentation.sh   (MAXMEM [100mb], DURATION [60] seconds, RINGKV [target/release/ringkv],
 #        SERVER_CPU [1], CLIENT_CPU [0], BUILD [1])
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ SECS=${DURATION:-60}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 [ "${BUILD:-1}" = 1 ] && cargo build --release -q
-BIN=$PWD/target/release/ringkv
+BIN=${RINGKV:-$PWD/target/release/ringkv}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 field() { redis-cli -p "$1" info memory | awk -F: -v f="$2" '$1 == f { gsub("\r", ""); print $2 }'; }

@@ -6,6 +6,10 @@ use ringkv::server::Server;
 
 #[global_allocator]
 static ALLOC: ringkv::alloc::CountingAlloc = ringkv::alloc::CountingAlloc;
+
+/// jemalloc reads its options from this symbol at start-up.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8] = ringkv::alloc::MALLOC_CONF;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, reload};

@@ -53,7 +53,7 @@ static MEMORY_SUBS: &[CommandSpec] = &[
         "server",
         "4.0.0",
         "Ask the allocator to release memory",
-        Handler::Async(memory_purge),
+        Handler::Local(memory_purge),
     )
     .acl(SLOW),
     CommandSpec::new(
@@ -256,36 +256,15 @@ fn memory_doctor(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply>
     })
 }
 
-/// MEMORY PURGE: returns the freed pages of every shard's heap arenas to
-/// the system (`malloc_trim`).
-fn memory_purge(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
-    Box::pin(async move {
-        run_on_all(c.global, |_s: &mut Shard| {
-            // SAFETY: malloc_trim has no preconditions.
-            unsafe { libc::malloc_trim(0) };
-        })
-        .await;
-        OK
-    })
+/// MEMORY PURGE: returns the allocator's dirty pages to the system.
+fn memory_purge(_c: &mut Client, _args: &[Bytes]) -> Reply {
+    crate::alloc::purge();
+    OK
 }
 
-/// MEMORY MALLOC-STATS: glibc's `mallinfo2` totals for the process.
+/// MEMORY MALLOC-STATS: jemalloc's statistics report, as Redis prints it.
 fn memory_malloc_stats(_c: &mut Client, _args: &[Bytes]) -> Reply {
-    // SAFETY: mallinfo2 only reads the allocator's counters.
-    let m = unsafe { libc::mallinfo2() };
-    Reply::Bulk(Bytes::from(format!(
-        "glibc malloc (mallinfo2)\narena: {}\nordblks: {}\nsmblks: {}\nhblks: {}\nhblkhd: {}\nusmblks: {}\nfsmblks: {}\nuordblks: {}\nfordblks: {}\nkeepcost: {}\n",
-        m.arena,
-        m.ordblks,
-        m.smblks,
-        m.hblks,
-        m.hblkhd,
-        m.usmblks,
-        m.fsmblks,
-        m.uordblks,
-        m.fordblks,
-        m.keepcost
-    )))
+    Reply::Bulk(Bytes::from(crate::alloc::stats_text()))
 }
 
 fn memory_help(_c: &mut Client, _args: &[Bytes]) -> Reply {

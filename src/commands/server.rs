@@ -1235,6 +1235,26 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
             field!("used_memory_rss_human", human(rss));
             field!("total_system_memory", total);
             field!("total_system_memory_human", human(total));
+            // jemalloc's view, with Redis's ratios: unused room in active
+            // pages (frag) and resident pages not active (rss).
+            let a = crate::alloc::allocator_stats();
+            field!("allocator_allocated", a.allocated);
+            field!("allocator_active", a.active);
+            field!("allocator_resident", a.resident);
+            let ratio = |num: usize, den: usize| {
+                format!(
+                    "{:.2}",
+                    if den > 0 {
+                        num as f64 / den as f64
+                    } else {
+                        0.0
+                    }
+                )
+            };
+            field!("allocator_frag_ratio", ratio(a.active, a.allocated));
+            field!("allocator_frag_bytes", a.active as i64 - a.allocated as i64);
+            field!("allocator_rss_ratio", ratio(a.resident, a.active));
+            field!("allocator_rss_bytes", a.resident as i64 - a.active as i64);
             let ratio = if used > 0 {
                 rss as f64 / used as f64
             } else {
@@ -1248,7 +1268,7 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
                 "maxmemory_policy",
                 cfg.get("maxmemory-policy").unwrap_or("noeviction")
             );
-            field!("mem_allocator", "libc");
+            field!("mem_allocator", crate::alloc::ALLOCATOR);
             field!("lazyfree_pending_objects", sum(&|s| s.lazy_pending));
             field!("lazyfreed_objects", sum(&|s| s.lazyfreed));
         }
