@@ -8,7 +8,7 @@
 # /proc/PID/stat), and the per-round ratio ringkv/redis.
 #
 # Usage: benches/aof_compare.sh      (ROUNDS [2], N [200000], CLIENTS [50],
-#        SERVER_CPU [1], CLIENT_CPU [0], BUILD [1])
+#        SERVER_CPU [1], CLIENT_CPU [0], BUILD [1], RINGKV [target/release/ringkv])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-2}
@@ -17,7 +17,7 @@ CLIENTS=${CLIENTS:-50}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 [ "${BUILD:-1}" = 1 ] && cargo build --release -q
-BIN=$PWD/target/release/ringkv
+BIN=${RINGKV:-$PWD/target/release/ringkv}
 TICK=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -240,45 +240,68 @@ pub fn clear_override() {
     OVERRIDE.with(|o| o.borrow_mut().take());
 }
 
-fn encode_cmds(cmds: &[Vec<Bytes>]) -> Vec<u8> {
-    let mut out = Vec::new();
+/// Appends `cmds` to `out` as RESP arrays of bulk strings.
+fn encode_cmds_into(out: &mut Vec<u8>, cmds: &[Vec<Bytes>]) {
     for c in cmds {
-        out.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
-        for a in c {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
+        encode_args_into(out, c);
     }
-    out
 }
 
-/// Appends one record to this shard's pending buffer.
-pub fn log(global: &Global, seq: u64, db: usize, cmds: &[Vec<Bytes>]) {
-    if cmds.is_empty() {
-        return;
+/// Appends one command to `out` as a RESP array of bulk strings.
+fn encode_args_into(out: &mut Vec<u8>, args: &[Bytes]) {
+    let mut n = itoa::Buffer::new();
+    out.reserve(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    out.push(b'*');
+    out.extend_from_slice(n.format(args.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for a in args {
+        out.push(b'$');
+        out.extend_from_slice(n.format(a.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends one record of `cmds` to this shard's pending buffer.
+pub fn log(global: &Global, seq: u64, db: usize, cmds: &[Vec<Bytes>]) {
+    if !cmds.is_empty() {
+        append_record(global, seq, db, |buf| encode_cmds_into(buf, cmds));
+    }
+}
+
+/// Appends one record of a single command, `args`, to this shard's pending
+/// buffer.
+pub fn log_args(global: &Global, seq: u64, db: usize, args: &[Bytes]) {
+    append_record(global, seq, db, |buf| encode_args_into(buf, args));
+}
+
+/// Appends a record to this shard's pending buffer: the header (payload
+/// length, CRC32 of what follows it, sequence number, db), then the payload
+/// that `encode` writes in place.
+fn append_record(global: &Global, seq: u64, db: usize, encode: impl FnOnce(&mut Vec<u8>)) {
     let Some(shard) = current_shard_id() else {
         return;
     };
-    let payload = encode_cmds(cmds);
-    let mut rec = Vec::with_capacity(HEADER + payload.len());
-    rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    rec.extend_from_slice(&[0; 4]);
-    rec.extend_from_slice(&seq.to_le_bytes());
-    rec.extend_from_slice(&(db as u32).to_le_bytes());
-    rec.extend_from_slice(&payload);
-    let crc = crc32fast::hash(&rec[8..]);
-    rec[4..8].copy_from_slice(&crc.to_le_bytes());
     let gen_ = global.aof.gen_.load(Ordering::SeqCst);
-    PENDING.with(|p| {
+    let len = PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        match p.last_mut() {
-            Some((g, buf)) if *g == gen_ => buf.extend_from_slice(&rec),
-            _ => p.push((gen_, rec.clone())),
+        if !matches!(p.last(), Some((g, _)) if *g == gen_) {
+            p.push((gen_, Vec::new()));
         }
+        let buf = &mut p.last_mut().expect("pushed above").1;
+        let start = buf.len();
+        buf.extend_from_slice(&[0; 8]);
+        buf.extend_from_slice(&seq.to_le_bytes());
+        buf.extend_from_slice(&(db as u32).to_le_bytes());
+        encode(buf);
+        let payload = (buf.len() - start - HEADER) as u32;
+        buf[start..start + 4].copy_from_slice(&payload.to_le_bytes());
+        let crc = crc32fast::hash(&buf[start + 8..]);
+        buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        buf.len() - start
     });
-    global.aof.logged[shard].fetch_add(rec.len() as u64, Ordering::AcqRel);
+    global.aof.logged[shard].fetch_add(len as u64, Ordering::AcqRel);
     if let Some(w) = WRITER.with(|w| w.take()) {
         w.wake();
     }
@@ -316,7 +339,7 @@ fn ttl_fixup(shard: &mut crate::shard::Shard, db: usize, key: &Bytes) -> Option<
 }
 
 /// The deterministic form of a keyed write command that ran on `shard`
-/// and replied `reply`.
+/// and replied `reply`, or `None` when that is its arguments as they are.
 pub fn keyed_effects(
     shard: &mut crate::shard::Shard,
     db: usize,
@@ -324,13 +347,18 @@ pub fn keyed_effects(
     args: &[Bytes],
     key_idx: &[usize],
     reply: &Reply,
-) -> Vec<Vec<Bytes>> {
+) -> Option<Vec<Vec<Bytes>>> {
     if let Some(o) = OVERRIDE.with(|o| o.borrow_mut().take()) {
-        return o;
+        return Some(o);
     }
     let key = || args[key_idx[0]].clone();
+    let then_ttl = |shard: &mut crate::shard::Shard| {
+        let mut out = vec![args.to_vec()];
+        out.extend(ttl_fixup(shard, db, &args[key_idx[0]]));
+        Some(out)
+    };
     match name {
-        "spop" => match reply {
+        "spop" => Some(match reply {
             Reply::Bulk(m) => vec![vec![bulk("SREM"), key(), m.clone()]],
             Reply::Array(items) | Reply::Set(items) if !items.is_empty() => {
                 let mut c = vec![bulk("SREM"), key()];
@@ -341,23 +369,29 @@ pub fn keyed_effects(
                 vec![c]
             }
             _ => vec![],
-        },
-        "incrbyfloat" => match reply {
+        }),
+        "incrbyfloat" => Some(match reply {
             Reply::Bulk(v) => vec![vec![bulk("SET"), key(), v.clone(), bulk("KEEPTTL")]],
             _ => vec![],
-        },
-        "hincrbyfloat" => match reply {
+        }),
+        "hincrbyfloat" => Some(match reply {
             Reply::Bulk(v) => vec![vec![bulk("HSET"), key(), args[2].clone(), v.clone()]],
             _ => vec![],
-        },
+        }),
         // Relative or possibly relative TTLs: log the command, then the
         // key's absolute TTL (or its deletion).
-        "set" | "setex" | "psetex" | "expire" | "pexpire" | "getex" | "restore" => {
-            let mut out = vec![args.to_vec()];
-            out.extend(ttl_fixup(shard, db, &args[key_idx[0]]));
-            out
+        "setex" | "psetex" | "expire" | "pexpire" | "restore" => then_ttl(shard),
+        // Only their EX and PX options are relative.
+        "set" | "getex" => {
+            let first_option = if name == "set" { 3 } else { 2 };
+            let relative = args
+                .get(first_option..)
+                .unwrap_or_default()
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(b"ex") || a.eq_ignore_ascii_case(b"px"));
+            if relative { then_ttl(shard) } else { None }
         }
-        _ => vec![args.to_vec()],
+        _ => None,
     }
 }
 
@@ -798,10 +832,7 @@ fn replay(global: &'static Global, records: Vec<Record>) -> Result<(), String> {
 fn push_record(stream: &mut Vec<u8>, db: &mut u32, r: &Record) {
     if r.db != *db {
         *db = r.db;
-        stream.extend_from_slice(&encode_cmds(&[vec![
-            bulk("SELECT"),
-            bulk(&r.db.to_string()),
-        ]]));
+        encode_args_into(stream, &[bulk("SELECT"), bulk(&r.db.to_string())]);
     }
     stream.extend_from_slice(&r.payload);
 }

@@ -196,6 +196,8 @@ async fn process(
     mut limits: ParseLimits,
 ) {
     let mut batch = Batch::default();
+    // One clock read per batch: CLIENT LIST's idle time is in seconds.
+    client.info.borrow_mut().last_active = Instant::now();
     loop {
         let args = match parser.parse(rbuf, &limits) {
             Parsed::Command(args) => args,
@@ -394,12 +396,15 @@ pub fn call_keyed(
         let global = shard.global;
         let seq = global.aof.next_seq();
         let idx = spec.key_indices(args);
-        let cmds = if idx.is_empty() {
-            vec![args.to_vec()]
+        let effects = if idx.is_empty() {
+            None
         } else {
             aof::keyed_effects(shard, opts.db, spec.name, args, &idx, &reply)
         };
-        aof::log(global, seq, opts.db, &cmds);
+        match effects {
+            Some(cmds) => aof::log(global, seq, opts.db, &cmds),
+            None => aof::log_args(global, seq, opts.db, args),
+        }
     }
     reply
 }
@@ -432,7 +437,6 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
     }
     {
         let mut info = client.info.borrow_mut();
-        info.last_active = Instant::now();
         if info.last_cmd != full {
             info.last_cmd.clone_from(&full);
         }
