@@ -165,6 +165,57 @@ fn command_info_and_docs_describe_the_table() {
     assert_eq!(keys, ["a", "b"]);
 }
 
+/// INFO memory reports jemalloc's own totals as Redis does, and MEMORY
+/// MALLOC-STATS prints jemalloc's report (its text is the allocator's, so
+/// it is checked here rather than against redis-server).
+#[test]
+fn info_memory_reports_the_allocator() {
+    let srv = Proc::ringkv(2, &[]);
+    let mut con = srv.client();
+    let value = vec![b'x'; 1000];
+    for i in 0..5000 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(&value)
+            .query(&mut con)
+            .unwrap();
+    }
+    let mem = info(&mut con, "memory");
+    let num = |name: &str| -> u64 {
+        field(&mem, name)
+            .unwrap_or_else(|| panic!("no {name} in INFO memory"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        field(&mem, "mem_allocator").unwrap().trim(),
+        "jemalloc-5.3.0"
+    );
+    let used = num("used_memory");
+    let (allocated, active, resident) = (
+        num("allocator_allocated"),
+        num("allocator_active"),
+        num("allocator_resident"),
+    );
+    assert!(used > 5_000_000, "used_memory {used}");
+    assert!(
+        allocated >= used * 9 / 10,
+        "allocated {allocated}, used {used}"
+    );
+    assert!(active >= allocated && resident >= active, "{mem}");
+    for name in ["allocator_frag_ratio", "allocator_rss_ratio"] {
+        let r: f64 = field(&mem, name).unwrap().trim().parse().unwrap();
+        assert!(r >= 1.0, "{name} {r}");
+    }
+    let stats: String = redis::cmd("MEMORY")
+        .arg("MALLOC-STATS")
+        .query(&mut con)
+        .unwrap();
+    assert!(stats.contains("jemalloc statistics"), "{stats}");
+    let _: () = redis::cmd("MEMORY").arg("PURGE").query(&mut con).unwrap();
+}
+
 #[test]
 fn info_reports_live_counters() {
     let srv = Proc::ringkv(4, &[]);

@@ -1255,12 +1255,10 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
             field!("allocator_frag_bytes", a.active as i64 - a.allocated as i64);
             field!("allocator_rss_ratio", ratio(a.resident, a.active));
             field!("allocator_rss_bytes", a.resident as i64 - a.active as i64);
-            let ratio = if used > 0 {
-                rss as f64 / used as f64
-            } else {
-                0.0
-            };
-            field!("mem_fragmentation_ratio", format!("{ratio:.2}"));
+            field!(
+                "mem_fragmentation_ratio",
+                ratio(rss as usize, used as usize)
+            );
             let maxmemory = cfg.int("maxmemory").max(0) as u64;
             field!("maxmemory", maxmemory);
             field!("maxmemory_human", human(maxmemory));
