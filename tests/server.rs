@@ -630,3 +630,26 @@ fn flags_override_the_config_file() {
         std::fs::canonicalize(&cfg).unwrap().display().to_string()
     );
 }
+
+/// A server killed with SIGKILL and started again at once on the same port
+/// comes up every time: startup waits out the dead process's sockets.
+#[test]
+fn restart_right_after_kill9_binds_the_same_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Proc::ringkv_in(dir.path(), 4, &["--save", ""]);
+    let port = p.port;
+    for round in 0..5 {
+        // Open connections make the dead process's sockets linger longer.
+        let mut con = p.client();
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg(round)
+            .query(&mut con)
+            .unwrap();
+        p.kill9();
+        p = Proc::ringkv_on(dir.path(), port, 4, &["--save", ""]);
+        let mut con = p.client();
+        let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+        assert_eq!(pong, "PONG", "round {round}");
+    }
+}

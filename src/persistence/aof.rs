@@ -491,7 +491,7 @@ pub async fn wait_durable(global: &'static Global) {
         }
         if round < 4 {
             // This shard's writer usually finishes within a turn or two.
-            crate::server::connection::yield_now().await;
+            crate::shard::yield_now().await;
         } else {
             glommio::timer::sleep(Duration::from_micros(20)).await;
         }

@@ -10,13 +10,15 @@
 //! Replies are kept in the client's order and written with one write.
 
 use super::client::{Client, ClientInfo, ReplyMode};
+use super::readiness;
 use super::resp::{ParseLimits, Parsed, Reply, RequestParser};
 use crate::commands::{self, CallOpts, CommandSpec, Handler, err};
 use crate::persistence::aof;
-use crate::shard::{Global, Shard, locks, spawn_on, with_shard};
+use crate::shard::{Global, Shard, hop, locks, with_shard};
 use bytes::{Bytes, BytesMut};
 use futures::AsyncWriteExt;
 use glommio::net::TcpStream;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -65,7 +67,11 @@ pub async fn serve(stream: TcpStream, global: &'static Global, shard: usize) {
         s.config.requirepass().is_none()
     });
     let mut client = Client::new(global, shard, id, authenticated, info);
+    let polled = readiness::register(fd);
     let _ = run(stream, &mut client).await;
+    if polled {
+        readiness::deregister(fd);
+    }
     with_shard(|s| s.clients.remove(&id));
     global
         .connected_clients
@@ -77,8 +83,9 @@ async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> 
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut parser = RequestParser::default();
+    let mut more = false;
     loop {
-        let n = read_some(&mut stream, &mut chunk).await?;
+        let n = read_some(&mut stream, &mut chunk, &mut more).await?;
         if n == 0 {
             return Ok(());
         }
@@ -118,31 +125,29 @@ async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> 
     }
 }
 
-/// Non-blocking reads tried before falling back to an io_uring wait.
-const SPIN_READS: usize = 8;
-
-thread_local! {
-    /// Counts reads by this shard's connections; tells a spinning reader
-    /// whether yielding let any other connection run.
-    static ACTIVITY: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
 /// Reads what the socket has.
 ///
-/// A shard thread that is busy would be interrupted by every io_uring
-/// completion (glommio's ring is not set up for cooperative task running),
-/// which costs an inter-processor interrupt per request. So while other
-/// connections are active, a reader yields to them and then tries a plain
-/// non-blocking `recv`: under load the next request has arrived by then.
-/// When the shard is idle or the socket stays empty, it waits through
-/// io_uring (a single `MSG_PEEK` receive, which arms nothing further).
-async fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+/// While the shard is active, a reader waits on the shard's poller
+/// ([`readiness`]), which learns from one `epoll_wait` per round which
+/// sockets got data: under load the next request arrives within a few
+/// rounds. When the shard goes idle, the poller releases the reader to an
+/// io_uring wait (a single `MSG_PEEK` receive, which arms nothing further),
+/// where the shard can sleep.
+///
+/// `more` is true when the last read filled `buf`: data may remain that no
+/// new readiness event will announce.
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    more: &mut bool,
+) -> std::io::Result<usize> {
     let fd = stream.as_raw_fd();
-    let recv = |buf: &mut [u8]| {
-        ACTIVITY.with(|a| a.set(a.get() + 1));
+    let recv = |buf: &mut [u8], more: &mut bool| {
         // SAFETY: `buf` is valid for writes of its length; the fd is open.
         let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
         if n >= 0 {
+            readiness::note_activity();
+            *more = n as usize == buf.len();
             Ok(Some(n as usize))
         } else {
             let err = std::io::Error::last_os_error();
@@ -153,37 +158,29 @@ async fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<us
             }
         }
     };
-    for _ in 0..SPIN_READS {
-        let before = ACTIVITY.with(|a| a.get());
-        yield_now().await;
-        if ACTIVITY.with(|a| a.get()) == before {
-            break;
-        }
-        if let Some(n) = recv(buf)? {
+    if (std::mem::take(more) || readiness::take_ready(fd))
+        && let Some(n) = recv(buf, more)?
+    {
+        return Ok(n);
+    }
+    while readiness::readable(fd).await {
+        if let Some(n) = recv(buf, more)? {
             return Ok(n);
         }
     }
     loop {
         let mut probe = [0u8; 1];
-        stream.peek(&mut probe).await?;
-        if let Some(n) = recv(buf)? {
+        let peek = stream.peek(&mut probe);
+        let marked = readiness::marked(fd);
+        futures::pin_mut!(peek, marked);
+        if let futures::future::Either::Left((r, _)) = futures::future::select(peek, marked).await {
+            r?;
+        }
+        readiness::take_ready(fd);
+        if let Some(n) = recv(buf, more)? {
             return Ok(n);
         }
     }
-}
-
-/// Yields once to the executor's other tasks.
-pub(crate) fn yield_now() -> impl std::future::Future<Output = ()> {
-    let mut yielded = false;
-    futures::future::poll_fn(move |cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
 }
 
 /// Parses and runs every complete command in `rbuf`, encoding replies into
@@ -313,23 +310,27 @@ fn unknown_command(args: &[Bytes]) -> Reply {
     Reply::ErrorBytes(msg.into())
 }
 
+/// A command's full name for statistics: `get`, or `config|get` for a
+/// subcommand (allocated only then).
+type FullName = Cow<'static, str>;
+
 /// Resolves a command (and subcommand) and checks arity and auth.
 fn resolve(
     client: &Client,
     args: &[Bytes],
-) -> Result<(&'static CommandSpec, String), (Option<String>, Reply)> {
+) -> Result<(&'static CommandSpec, FullName), (Option<String>, Reply)> {
     let Some(spec) = commands::lookup(&args[0]) else {
         return Err((None, unknown_command(args)));
     };
     let (spec, full) = if let Handler::Container(bare) = spec.handler {
         if args.len() < 2 {
             return match bare {
-                Some(_) => Ok((spec, spec.name.to_string())),
+                Some(_) => Ok((spec, Cow::Borrowed(spec.name))),
                 None => Err((Some(spec.name.into()), err::arity(spec.name))),
             };
         }
         match commands::lookup_sub(spec, &args[1]) {
-            Some(sub) => (sub, format!("{}|{}", spec.name, sub.name)),
+            Some(sub) => (sub, Cow::Owned(format!("{}|{}", spec.name, sub.name))),
             None => {
                 let mut msg = b"ERR unknown subcommand '".to_vec();
                 msg.extend_from_slice(c_str(&args[1], 128));
@@ -340,14 +341,14 @@ fn resolve(
             }
         }
     } else {
-        (spec, spec.name.to_string())
+        (spec, Cow::Borrowed(spec.name))
     };
     if !spec.arity_ok(args.len()) {
-        return Err((Some(full.clone()), err::arity(&full)));
+        return Err((Some(full.to_string()), err::arity(&full)));
     }
     if !client.authenticated && !spec.has(commands::flags::NO_AUTH) {
         return Err((
-            Some(full),
+            Some(full.into_owned()),
             Reply::StaticError("NOAUTH Authentication required."),
         ));
     }
@@ -357,7 +358,7 @@ fn resolve(
         && client.global.rdb.loading.load(Ordering::Acquire)
     {
         return Err((
-            Some(full),
+            Some(full.into_owned()),
             Reply::StaticError("LOADING Redis is loading the dataset in memory"),
         ));
     }
@@ -438,7 +439,8 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
     {
         let mut info = client.info.borrow_mut();
         if info.last_cmd != full {
-            info.last_cmd.clone_from(&full);
+            info.last_cmd.clear();
+            info.last_cmd.push_str(&full);
         }
     }
     client.wrote |= spec.has(commands::flags::WRITE);
@@ -551,26 +553,9 @@ async fn flush(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut) {
     }
     let global = client.global;
     let groups = std::mem::take(&mut batch.groups);
-    let futs = groups.into_iter().map(|(shard, items)| {
-        spawn_on(global, shard, move || async move {
-            let mut out = Vec::with_capacity(items.len());
-            for it in items {
-                let idx = it.spec.key_indices(&it.args);
-                let free = with_shard(|s| {
-                    s.locks
-                        .keys_free(it.opts.db, idx.iter().map(|&i| &it.args[i][..]))
-                });
-                if !free {
-                    let keys = idx.iter().map(|&i| it.args[i].to_vec()).collect();
-                    locks::wait_free(it.opts.db, Some(keys)).await;
-                }
-                let full = it.spec.name;
-                let reply = with_shard(|s| call_keyed(s, it.spec, it.opts, it.f, &it.args, full));
-                out.push((it.slot, reply));
-            }
-            out
-        })
-    });
+    let futs = groups
+        .into_iter()
+        .map(|(shard, items)| hop::call(global, shard, move |answer| run_group(items, answer)));
     for group in futures::future::join_all(futs).await {
         for (slot, reply) in group {
             if reply.is_error() {
@@ -582,6 +567,53 @@ async fn flush(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut) {
     for r in batch.slots.drain(..).flatten() {
         r.encode(wbuf, client.resp3);
     }
+}
+
+/// Runs a connection's commands for this shard, in order, and answers with
+/// their replies. Runs them at once unless a transaction holds one of their
+/// keys; then a task waits for the locks.
+fn run_group(items: Vec<Remote>, answer: hop::Answer<Vec<(usize, Reply)>>) {
+    let free = with_shard(|s| {
+        s.locks.is_empty()
+            || items.iter().all(|it| {
+                let idx = it.spec.key_indices(&it.args);
+                s.locks
+                    .keys_free(it.opts.db, idx.iter().map(|&i| &it.args[i][..]))
+            })
+    });
+    if free {
+        let out = with_shard(|s| {
+            items
+                .iter()
+                .map(|it| {
+                    (
+                        it.slot,
+                        call_keyed(s, it.spec, it.opts, it.f, &it.args, it.spec.name),
+                    )
+                })
+                .collect()
+        });
+        return answer.send(out);
+    }
+    glommio::spawn_local(async move {
+        let mut out = Vec::with_capacity(items.len());
+        for it in items {
+            let idx = it.spec.key_indices(&it.args);
+            let free = with_shard(|s| {
+                s.locks
+                    .keys_free(it.opts.db, idx.iter().map(|&i| &it.args[i][..]))
+            });
+            if !free {
+                let keys = idx.iter().map(|&i| it.args[i].to_vec()).collect();
+                locks::wait_free(it.opts.db, Some(keys)).await;
+            }
+            let full = it.spec.name;
+            let reply = with_shard(|s| call_keyed(s, it.spec, it.opts, it.f, &it.args, full));
+            out.push((it.slot, reply));
+        }
+        answer.send(out);
+    })
+    .detach();
 }
 
 /// Runs a RESP command stream through an internal client on this shard (AOF

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod readiness;
 pub mod resp;
 
 use crate::config::Config;
@@ -33,18 +34,28 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// The CPUs this process may run on (its `sched_getaffinity` mask), ascending.
+/// The CPUs this process may run on (its affinity mask), ascending.
 pub fn usable_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return vec![0];
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
+    let mut cpus: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    cpus.sort_unstable();
+    if cpus.is_empty() {
+        cpus.push(0);
     }
+    cpus
+}
+
+/// The shard count when none is configured: one per CPU, except on machines
+/// of one or two CPUs, which get one shard. There the kernel's loopback and
+/// network processing and the clients need a CPU of their own: on two CPUs
+/// shared with a load generator, two shards reached 0.7x of redis-server's
+/// requests per second at `-P 1`, where one shard on the second CPU matches
+/// it (BENCHMARKS.md, "Default shard count").
+pub fn default_shards(cpus: usize) -> usize {
+    if cpus <= 2 { 1 } else { cpus }
 }
 
 /// A running server.
@@ -63,6 +74,37 @@ fn listen_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> 
     Ok(sk)
 }
 
+/// How long startup waits for a port that is still held.
+///
+/// A process killed with SIGKILL keeps its listening sockets for a few
+/// milliseconds after it is gone (its io_uring is torn down asynchronously),
+/// so a restart right after `kill -9` would otherwise fail with "Address
+/// already in use".
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Binds a probe socket without `SO_REUSEPORT`, retrying "Address already in
+/// use" for up to [`BIND_RETRY`].
+fn probe_bind(addr: SocketAddr) -> std::io::Result<Socket> {
+    let start = std::time::Instant::now();
+    let mut logged = false;
+    loop {
+        match listen_socket(addr, false) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && start.elapsed() < BIND_RETRY => {
+                if !logged {
+                    tracing::warn!(
+                        %addr,
+                        "address in use, retrying for up to {}s (a previous server may still be exiting)",
+                        BIND_RETRY.as_secs()
+                    );
+                    logged = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Finds the address to listen on and checks that the port is free: a probe
 /// bind without `SO_REUSEPORT` fails if anyone (even another ringkv) listens.
 fn resolve_listen_addr(config: &Config) -> Result<SocketAddr, StartError> {
@@ -77,7 +119,7 @@ fn resolve_listen_addr(config: &Config) -> Result<SocketAddr, StartError> {
         .map_err(|e| StartError(format!("Invalid bind address '{bind}': {e}")))?
         .next()
         .ok_or_else(|| StartError(format!("Invalid bind address '{bind}'")))?;
-    let probe = listen_socket(addr, false).map_err(|e| {
+    let probe = probe_bind(addr).map_err(|e| {
         StartError(format!(
             "Could not create server TCP listening socket {bind}:{}: {e}",
             config.port()
@@ -100,10 +142,13 @@ impl Server {
         })?;
         let cpus = usable_cpus();
         let nshards = if config.shards() == 0 {
-            cpus.len().max(1)
+            default_shards(cpus.len())
         } else {
             config.shards()
         };
+        // Fewer shards than CPUs take the last ones: the first CPU is where
+        // interrupts and clients usually land.
+        let first = cpus.len().saturating_sub(nshards);
         let addr = resolve_listen_addr(&config)?;
         let (global, mailboxes) = Global::new(config, nshards);
         let global: &'static Global = Box::leak(Box::new(global));
@@ -114,7 +159,7 @@ impl Server {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let mut handles = Vec::with_capacity(nshards);
         for (id, rx) in mailboxes.into_iter().enumerate() {
-            let cpu = cpus[id % cpus.len()];
+            let cpu = cpus[(first + id) % cpus.len()];
             let ready = ready_tx.clone();
             let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{id}"))
@@ -138,6 +183,7 @@ impl Server {
                     };
                     let mut tasks = vec![
                         glommio::spawn_local(accept_loop(listener, global, id)).detach(),
+                        glommio::spawn_local(readiness::poller_loop()).detach(),
                         glommio::spawn_local(shard::expiry::active_expire_loop()).detach(),
                         glommio::spawn_local(crate::persistence::aof::writer_loop(global, id))
                             .detach(),

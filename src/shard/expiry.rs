@@ -354,14 +354,30 @@ pub fn reset_stats() {
     STATS.with(|s| s.set(ExpiryStats::default()));
 }
 
+/// How often a shard without any key with a TTL runs active expiry.
+const IDLE_PERIOD: Duration = Duration::from_millis(100);
+
 /// Active expiry: every [`period`], remove the due keys of this shard's
 /// databases for at most a tenth of the period, starting where the last
 /// capped run stopped.
 pub async fn active_expire_loop() {
     let mut first_db = 0;
     loop {
-        let period = period(with_shard(|s| s.config.hz()));
-        glommio::timer::sleep(period).await;
+        let (period, none) = with_shard(|s| {
+            (
+                period(s.config.hz()),
+                s.dbs.iter().all(|d| d.expires() == 0),
+            )
+        });
+        // A shard without keys with a TTL only looks again as often as
+        // Redis's cron runs (10 times a second): waking a shard costs more
+        // than the look, and an idle server should use no CPU.
+        glommio::timer::sleep(if none {
+            IDLE_PERIOD.max(period)
+        } else {
+            period
+        })
+        .await;
         let start = Instant::now();
         let deadline = start + period / 10;
         let now = super::unix_ms();

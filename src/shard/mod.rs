@@ -12,6 +12,7 @@ pub mod db;
 pub mod dict;
 pub mod evict;
 pub mod expiry;
+pub mod hop;
 pub mod lazyfree;
 pub mod locks;
 pub mod routing;
@@ -143,7 +144,7 @@ pub struct ShardStats {
     /// Error replies sent.
     pub total_error_replies: u64,
     /// Per-command counters.
-    pub commands: HashMap<String, CommandStat>,
+    pub commands: HashMap<String, CommandStat, ahash::RandomState>,
     /// Error replies by code (`ERR`, `WRONGTYPE`...).
     pub errors: HashMap<String, u64>,
 }
@@ -284,6 +285,20 @@ where
         global.post(shard, Box::new(job));
     }
     rx.await.expect("shard stopped while running a task")
+}
+
+/// Yields once to the executor's other tasks.
+pub fn yield_now() -> impl std::future::Future<Output = ()> {
+    let mut yielded = false;
+    futures::future::poll_fn(move |cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
 }
 
 /// Current Unix time in milliseconds.

@@ -119,9 +119,25 @@ impl Proc {
         p
     }
 
+    /// Starts ringkv in `dir` on `port` (to restart on the same port).
+    pub fn ringkv_on(dir: &std::path::Path, port: u16, shards: usize, extra: &[&str]) -> Proc {
+        let mut p = Proc::spawn_ringkv_on(dir, port, shards, extra);
+        wait_ready(p.port, &mut p.child, &p.label, &dir.join(LOG), extra);
+        p
+    }
+
     /// Starts ringkv in `dir` without waiting for it to answer PING.
     pub fn spawn_ringkv(dir: &std::path::Path, shards: usize, extra: &[&str]) -> Proc {
-        let port = free_port();
+        Proc::spawn_ringkv_on(dir, free_port(), shards, extra)
+    }
+
+    /// Starts ringkv in `dir` on `port` without waiting for it.
+    pub fn spawn_ringkv_on(
+        dir: &std::path::Path,
+        port: u16,
+        shards: usize,
+        extra: &[&str],
+    ) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
         cmd.current_dir(dir);
         cmd.args([
