@@ -38,7 +38,7 @@ for r in $(seq "$ROUNDS"); do
   for spec in "$@"; do
     name=${spec%%=*}; cmd=${spec#*=}
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    eval "$cmd --port $port" >/dev/null 2>&1 &
+    eval "exec $cmd --port $port" >/dev/null 2>&1 &
     PID=$!
     for _ in $(seq 200); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.05; done
     while read -r line; do
