@@ -211,10 +211,10 @@ fn kw(arg: &[u8], word: &str) -> bool {
 /// The encoding thresholds currently configured.
 pub fn limits(ctx: &mut Ctx<'_>) -> Limits {
     ctx.shard.refresh_config();
-    let c = &ctx.shard.config;
+    let t = &ctx.shard.thresholds;
     Limits {
-        max_entries: c.int("hash-max-listpack-entries").max(0) as usize,
-        max_value: c.int("hash-max-listpack-value").max(0) as usize,
+        max_entries: t.hash_max_listpack_entries,
+        max_value: t.hash_max_listpack_value,
     }
 }
 

@@ -230,28 +230,10 @@ pub static COMMANDS: &[CommandSpec] = &[
 // Building blocks
 // ---------------------------------------------------------------------------
 
-thread_local! {
-    /// This shard's `list-max-listpack-size`, with the config generation it
-    /// was read at: reading it by name on every push would cost more than
-    /// the push.
-    static FILL: std::cell::Cell<(u64, i64)> = const { std::cell::Cell::new((u64::MAX, 0)) };
-}
-
 /// This shard's `list-max-listpack-size`.
 pub fn fill(ctx: &mut Ctx<'_>) -> i64 {
-    let generation = ctx
-        .shard
-        .global
-        .config_gen
-        .load(std::sync::atomic::Ordering::Acquire);
-    let (cached_gen, cached) = FILL.get();
-    if cached_gen == generation {
-        return cached;
-    }
     ctx.shard.refresh_config();
-    let fill = ctx.shard.config.int("list-max-listpack-size");
-    FILL.set((generation, fill));
-    fill
+    ctx.shard.thresholds.list_max_listpack_size
 }
 
 /// The list at `key` for a write: `Ok(None)` when missing, WRONGTYPE for

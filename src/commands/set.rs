@@ -16,7 +16,6 @@
 //!   the same transaction (the destination may be one of the sources).
 
 use super::{CommandSpec, Ctx, Handler, KeyedFn, NO_KEYS, arg_i64, err, flags::*, is, keys};
-use crate::config::Config;
 use crate::server::client::{Client, Tx};
 use crate::server::resp::{Reply, parse_i64};
 use crate::shard::db::Db;
@@ -227,17 +226,22 @@ pub static COMMANDS: &[CommandSpec] = &[
 // ---------------------------------------------------------------------------
 
 /// The selected database and the (refreshed) configuration, borrowed apart.
-fn db_and_config<'a>(ctx: &'a mut Ctx<'_>) -> (&'a mut Db, &'a Config) {
+fn db_and_limits<'a>(ctx: &'a mut Ctx<'_>) -> (&'a mut Db, SetLimits) {
     let db = ctx.db;
     let s = &mut *ctx.shard;
     s.refresh_config();
-    (&mut s.dbs[db], &s.config)
+    let t = &s.thresholds;
+    let lim = SetLimits {
+        intset_entries: t.set_max_intset_entries,
+        listpack_entries: t.set_max_listpack_entries,
+        listpack_value: t.set_max_listpack_value,
+    };
+    (&mut s.dbs[db], lim)
 }
 
 /// The encoding limits of this shard's configuration.
 fn shard_limits(ctx: &mut Ctx<'_>) -> SetLimits {
-    let (_, cfg) = db_and_config(ctx);
-    SetLimits::from_config(cfg)
+    db_and_limits(ctx).1
 }
 
 /// A set for a read command: `Ok(None)` when missing, WRONGTYPE for other
@@ -325,10 +329,10 @@ async fn one_shard(c: &Client, keys: &[Bytes], f: KeyedFn, args: &[Bytes]) -> Op
 fn sadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let key = &args[1];
-    let (db, cfg) = db_and_config(ctx);
+    let (db, lim) = db_and_limits(ctx);
     let add_all = |s: &mut SetValue| {
         let lim = if s.needs_limits() {
-            SetLimits::from_config(cfg)
+            lim
         } else {
             SetLimits {
                 intset_entries: 0,
@@ -417,7 +421,7 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     };
     let now = ctx.now_ms;
     let key = &args[1];
-    let (db, cfg) = db_and_config(ctx);
+    let (db, lim) = db_and_limits(ctx);
     let mut rng = rand::thread_rng();
     let s = match write_set(db, key, now) {
         Err(e) => return e,
@@ -455,7 +459,6 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                     all.swap(i, j);
                 }
                 let popped = all.split_off(remaining);
-                let lim = SetLimits::from_config(cfg);
                 let mut kept = SetValue::new();
                 for m in &all {
                     kept.add(m, &lim);
@@ -588,7 +591,7 @@ fn sscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 fn smove_keyed(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let (src, dst, m) = (&args[1], &args[2], &args[3]);
     let now = ctx.now_ms;
-    let (db, cfg) = db_and_config(ctx);
+    let (db, lim) = db_and_limits(ctx);
     let member = match write_set(db, src, now) {
         Err(e) => return e,
         Ok(None) => return Reply::Int(0),
@@ -604,7 +607,6 @@ fn smove_keyed(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         s.remove(m);
     }
     drop_if_empty(db, src);
-    let lim = SetLimits::from_config(cfg);
     match write_set(db, dst, now) {
         Ok(Some(s)) => {
             s.add(m, &lim);

@@ -542,10 +542,10 @@ fn arg_range(b: &[u8], min: i64, max: i64, msg: Reply) -> Result<i64, Reply> {
 /// The encoding thresholds as currently configured.
 pub fn limits(ctx: &mut Ctx<'_>) -> Limits {
     ctx.shard.refresh_config();
-    let c = &ctx.shard.config;
+    let t = &ctx.shard.thresholds;
     Limits {
-        max_entries: c.int("zset-max-listpack-entries").max(0) as usize,
-        max_value: c.int("zset-max-listpack-value").max(0) as usize,
+        max_entries: t.zset_max_listpack_entries,
+        max_value: t.zset_max_listpack_value,
     }
 }
 

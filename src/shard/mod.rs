@@ -161,6 +161,8 @@ pub struct Shard {
     pub locks: Locks,
     /// Cached copy of the configuration.
     pub config: Config,
+    /// The encoding thresholds of `config`, parsed once per change.
+    pub thresholds: crate::persistence::Thresholds,
     config_gen: u64,
     /// Counters.
     pub stats: ShardStats,
@@ -189,6 +191,7 @@ impl Shard {
             dbs,
             locks: Locks::default(),
             config_gen: global.config_gen.load(Ordering::Acquire),
+            thresholds: crate::persistence::Thresholds::from_config(&config),
             config,
             stats: ShardStats::default(),
             clients: HashMap::new(),
@@ -210,6 +213,7 @@ impl Shard {
         if g != self.config_gen {
             self.config = self.global.config();
             self.config_gen = g;
+            self.thresholds = crate::persistence::Thresholds::from_config(&self.config);
             self.evict.configure(&self.config);
         }
     }

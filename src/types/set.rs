@@ -32,18 +32,6 @@ pub struct SetLimits {
     pub listpack_value: usize,
 }
 
-impl SetLimits {
-    /// The thresholds of a configuration.
-    pub fn from_config(c: &crate::config::Config) -> SetLimits {
-        let get = |n: &str| c.int(n).max(0) as usize;
-        SetLimits {
-            intset_entries: get("set-max-intset-entries"),
-            listpack_entries: get("set-max-listpack-entries"),
-            listpack_value: get("set-max-listpack-value"),
-        }
-    }
-}
-
 /// A set value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SetValue {
