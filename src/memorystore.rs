@@ -111,6 +111,23 @@ impl Codec for Json {
     }
 }
 
+/// Records as compact binary `bincode` (standard configuration): smaller
+/// and faster than JSON, readable only by clients that use this codec.
+pub struct Bincode;
+
+impl Codec for Bincode {
+    fn encode<T: Serialize + ?Sized>(data: &T) -> std::result::Result<Vec<u8>, BoxError> {
+        Ok(bincode::serde::encode_to_vec(
+            data,
+            bincode::config::standard(),
+        )?)
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, BoxError> {
+        Ok(bincode::serde::decode_from_slice(bytes, bincode::config::standard())?.0)
+    }
+}
+
 /// A key's configuration, in the units the commands take.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Config {

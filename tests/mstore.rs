@@ -468,7 +468,7 @@ fn command_table_entries() {
 #[cfg(feature = "memorystore-client")]
 mod client {
     use super::*;
-    use ringkv::memorystore::{BoxError, Codec, Error, MemoryStore, Record};
+    use ringkv::memorystore::{Bincode, Error, MemoryStore, Record};
     use serde::{Deserialize, Serialize};
 
     #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
@@ -594,22 +594,6 @@ mod client {
         let recs: Vec<Record<String>> = admin.get_latest_records("k", 5).unwrap();
         let data: Vec<&str> = recs.iter().map(|r| r.data.as_str()).collect();
         assert_eq!(data, ["b", "a"]);
-    }
-
-    /// A non-default codec: bincode.
-    struct Bincode;
-
-    impl Codec for Bincode {
-        fn encode<T: Serialize + ?Sized>(data: &T) -> Result<Vec<u8>, BoxError> {
-            Ok(bincode::serde::encode_to_vec(
-                data,
-                bincode::config::standard(),
-            )?)
-        }
-
-        fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
-            Ok(bincode::serde::decode_from_slice(bytes, bincode::config::standard())?.0)
-        }
     }
 
     #[test]

@@ -861,18 +861,28 @@ fn run_streams(global: &'static Global, streams: &mut [(u32, Vec<u8>)]) -> u64 {
 
 /// The one shard that owns every key of a record's commands, or None when
 /// they span shards or a command has no key.
+///
+/// A record is RESP that ringkv wrote for itself, not client input: it is
+/// decoded with `redis-protocol` (the node-to-node RESP codec), not with the
+/// client parser and its Redis error texts.
 fn record_shard(global: &Global, payload: &Bytes) -> Option<usize> {
-    use crate::server::resp::{ParseLimits, Parsed, parse_request};
-    let limits = ParseLimits {
-        max_bulk_len: i64::MAX,
-        unauthenticated: false,
-    };
+    use redis_protocol::resp2::{decode::decode_bytes_mut, types::BytesFrame};
     let mut buf = bytes::BytesMut::from(payload.as_ref());
     let mut shard = None;
     while !buf.is_empty() {
-        let Parsed::Command(args) = parse_request(&mut buf, &limits) else {
+        let (BytesFrame::Array(items), _, _) = decode_bytes_mut(&mut buf).ok()?? else {
             return None;
         };
+        let args: Vec<Bytes> = items
+            .into_iter()
+            .map(|f| match f {
+                BytesFrame::BulkString(b) => Some(b),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        if args.is_empty() {
+            return None;
+        }
         let mut spec = crate::commands::lookup(&args[0])?;
         if !spec.subcommands.is_empty() {
             spec = crate::commands::lookup_sub(spec, args.get(1)?)?;
