@@ -16,7 +16,8 @@ use criterion::{
     criterion_main,
 };
 use redis_protocol::resp2::{decode::decode_bytes_mut, encode::extend_encode, types::BytesFrame};
-use ringkv::server::resp::{ParseLimits, Parsed, Reply, parse_request};
+use ringkv::reply::Reply;
+use ringkv::server::resp::{ParseLimits, Parsed, parse_request};
 use ringkv::shard::db::Db;
 use ringkv::shard::dict::Dict;
 use ringkv::shard::routing::{SlotTable, key_slot};

@@ -417,6 +417,23 @@ pub static OPTIONS: &[OptionSpec] = &[
         "LFU counter logarithm factor: higher needs more hits to grow the counter.",
     ),
     opt(
+        "busy-reply-threshold",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        "5000",
+        true,
+        "Milliseconds a script may run before other clients get -BUSY and SCRIPT KILL may stop it (alias lua-time-limit).",
+    ),
+    opt(
+        "lua-lock-all-shards",
+        Kind::Bool,
+        "no",
+        true,
+        "ringkv: scripts lock every shard, so they may touch any key; with no, a script locks the shards of its declared KEYS and may touch only keys on those.",
+    ),
+    opt(
         "lfu-decay-time",
         Kind::Int {
             min: 0,
@@ -444,6 +461,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("list-max-ziplist-size", "list-max-listpack-size"),
     ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
     ("zset-max-ziplist-value", "zset-max-listpack-value"),
+    ("lua-time-limit", "busy-reply-threshold"),
 ];
 
 /// Why a value was refused.
@@ -505,7 +523,7 @@ pub fn canonical(spec: &'static OptionSpec, value: &str) -> Result<String, Confi
         }
     };
     let int = |v: &str| {
-        crate::server::resp::parse_i64(v.as_bytes())
+        crate::parse::parse_i64(v.as_bytes())
             .ok_or_else(|| bad("argument couldn't be parsed into an integer".into()))
     };
     match spec.kind {
@@ -522,7 +540,7 @@ pub fn canonical(spec: &'static OptionSpec, value: &str) -> Result<String, Confi
         Kind::SavePoints => {
             let nums: Option<Vec<i64>> = value
                 .split_whitespace()
-                .map(|w| crate::server::resp::parse_i64(w.as_bytes()).filter(|n| *n >= 0))
+                .map(|w| crate::parse::parse_i64(w.as_bytes()).filter(|n| *n >= 0))
                 .collect();
             match nums {
                 Some(n) if n.len() % 2 == 0 => {
@@ -735,7 +753,7 @@ impl Config {
                     i + 1
                 )
             };
-            let args = crate::server::resp::split_args(line.as_bytes())
+            let args = crate::parse::split_args(line.as_bytes())
                 .ok_or_else(|| fail("Unbalanced quotes in configuration line".into()))?;
             let args: Vec<String> = args
                 .iter()

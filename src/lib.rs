@@ -15,13 +15,19 @@
 //! [`shard`] the per-core data (dict, expiry, locks); [`commands`] one file per
 //! command family; [`config`] the option table.
 
+/// The Redis version ringkv answers as (INFO, HELLO, RDB files).
+pub const REDIS_VERSION: &str = "7.0.15";
+
 pub mod alloc;
 pub mod commands;
 pub mod config;
 pub mod glob;
 #[cfg(feature = "memorystore-client")]
 pub mod memorystore;
+pub mod parse;
 pub mod persistence;
+pub mod reply;
 pub mod server;
 pub mod shard;
+pub mod transaction;
 pub mod types;

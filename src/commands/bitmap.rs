@@ -12,10 +12,11 @@
 //! destination, so no client can observe half of it.
 
 use super::{CommandSpec, Ctx, Handler, KeyedFn, arg_i64, err, flags::*, keys};
-use crate::server::client::Client;
-use crate::server::resp::{Reply, parse_i64};
+use crate::parse::parse_i64;
+use crate::reply::Reply;
 use crate::shard::db::Db;
 use crate::shard::value::{Entry, SmallBytes, Value};
+use crate::transaction::Client;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 
@@ -106,7 +107,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// Error replies specific to this family, with Redis's texts.
 mod errs {
-    use crate::server::resp::Reply;
+    use crate::reply::Reply;
 
     pub const BIT_OFFSET: Reply =
         Reply::StaticError("ERR bit offset is not an integer or out of range");

@@ -16,14 +16,17 @@
 //! of both keys, or waits again if the source emptied meanwhile.
 
 use super::{CommandSpec, Ctx, Handler, NO_KEYS, err, flags::*, keys, list, zset};
-use crate::server::client::{Client, Tx};
-use crate::server::resp::{Reply, parse_i64};
-use crate::shard::blocking::{self, BlockSpec, ServeFn, Wake};
+use crate::parse::parse_i64;
+use crate::reply::Reply;
+use crate::shard::blocking::{ServeFn, Wake};
 use crate::shard::db::Db;
 use crate::shard::value::Value;
+use crate::transaction::blocking::{BlockSpec, RetryFn, block};
+use crate::transaction::{Client, Tx};
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use std::sync::Arc;
+use std::time::Duration;
 
 const W_LIST: &[&str] = &["write", "list", "slow", "blocking"];
 const W_ZSET_FAST: &[&str] = &["write", "sortedset", "fast", "blocking"];
@@ -191,7 +194,7 @@ async fn block_pop<F>(c: &Client, keys: Vec<Bytes>, timeout_arg: &[u8], zset: bo
 where
     F: Fn(&mut Ctx<'_>, &[u8]) -> Wake + Send + Sync + Clone + 'static,
 {
-    let timeout = tri!(blocking::parse_timeout(timeout_arg));
+    let timeout = tri!(parse_timeout(timeout_arg));
     let spec = BlockSpec {
         lock: keys.clone(),
         wait: keys,
@@ -200,7 +203,7 @@ where
         first: serve_fn(zset, true, pop.clone()),
         serve: serve_fn(zset, false, pop),
     };
-    blocking::block(c, spec, &|_, _| Box::pin(async { None })).await
+    block(c, spec, &|_, _| Box::pin(async { None })).await
 }
 
 // ---------------------------------------------------------------------------
@@ -266,7 +269,7 @@ fn blmove(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
     Box::pin(async move {
         let from_left = tri!(list::parse_side(&args[3]));
         let to_left = tri!(list::parse_side(&args[4]));
-        let timeout = tri!(blocking::parse_timeout(&args[5]));
+        let timeout = tri!(parse_timeout(&args[5]));
         block_move(
             c,
             args[1].clone(),
@@ -282,7 +285,7 @@ fn blmove(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
 /// BRPOPLPUSH source destination timeout: BLMOVE ... RIGHT LEFT.
 fn brpoplpush(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
     Box::pin(async move {
-        let timeout = tri!(blocking::parse_timeout(&args[3]));
+        let timeout = tri!(parse_timeout(&args[3]));
         block_move(c, args[1].clone(), args[2].clone(), false, true, timeout).await
     })
 }
@@ -303,7 +306,10 @@ fn move_fn(
         // `first` runs under this client's own locks on both keys.
         let dst_free = first
             || src == &dst[..]
-            || ctx.shard.locks.keys_free(ctx.db, std::iter::once(&dst[..]));
+            || ctx
+                .shard
+                .locks
+                .keys_free(ctx.tx, ctx.db, std::iter::once(&dst[..]));
         if same_shard && dst_free {
             Wake::Reply(list::lmove_here(ctx, src, &dst, from_left, to_left))
         } else {
@@ -384,13 +390,20 @@ async fn block_move(
         lock: vec![src.clone(), dst.clone()],
         wait: vec![src.clone()],
         timeout,
-        timeout_reply: Reply::NilArray,
+        // A timed-out wait answers a null array, but inside a transaction,
+        // where it cannot wait, the command answers a null bulk (Redis's
+        // blmoveGenericCommand under CLIENT_DENY_BLOCKING).
+        timeout_reply: if c.in_transaction() {
+            Reply::Nil
+        } else {
+            Reply::NilArray
+        },
         first: move_fn(dst.clone(), same_shard, from_left, to_left, true),
         serve: move_fn(dst.clone(), same_shard, from_left, to_left, false),
     };
-    let retry: &blocking::RetryFn =
+    let retry: &RetryFn =
         &move |c, tx| move_locked(c, tx, src.clone(), dst.clone(), from_left, to_left);
-    blocking::block(c, spec, retry).await
+    block(c, spec, retry).await
 }
 
 // ---------------------------------------------------------------------------
@@ -447,4 +460,121 @@ fn bzmpop(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         };
         block_pop(c, a.keys, &args[1], true, pop).await
     })
+}
+
+/// Parses a blocking timeout in seconds (fractions allowed) as Redis 7.0's
+/// `getTimeoutFromObjectOrReply` does: a `long double` (`string2ld`), times
+/// 1000 in `long double`, rounded up (`ceill`) and cast to `long long`. So
+/// -0.0005 waits forever like 0, 0.0001 waits 1 ms, and infinities or
+/// values whose milliseconds overflow the cast (`LLONG_MIN` on x86-64) are
+/// "negative". `None` means forever.
+pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Reply> {
+    const NOT_FLOAT: Reply = Reply::StaticError("ERR timeout is not a float or out of range");
+    if super::longdouble::LongDouble::parse(arg).is_none() {
+        return Err(NOT_FLOAT);
+    }
+    let ms = x87_bits(arg).map_or(i64::MIN, ceil_ms);
+    if ms < 0 {
+        return Err(Reply::StaticError("ERR timeout is negative"));
+    }
+    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
+}
+
+/// The 80-bit `long double` that glibc's `strtold` reads from `arg` (through
+/// `sscanf("%Lf")`, which shares its conversion): sign, biased exponent and
+/// 64-bit mantissa. `None` if it cannot be read.
+fn x87_bits(arg: &[u8]) -> Option<(bool, u16, u64)> {
+    let cs = std::ffi::CString::new(arg).ok()?;
+    let mut raw = [0u8; 16];
+    // SAFETY: `%Lf` stores one `long double` (10 bytes on x86-64, at most
+    // 16 anywhere) into `raw`; both strings are NUL-terminated.
+    let n = unsafe { libc::sscanf(cs.as_ptr(), c"%Lf".as_ptr(), raw.as_mut_ptr()) };
+    if n != 1 || !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let mantissa = u64::from_le_bytes(raw[..8].try_into().ok()?);
+    let se = u16::from_le_bytes([raw[8], raw[9]]);
+    Some((se & 0x8000 != 0, se & 0x7fff, mantissa))
+}
+
+/// `(long long) ceill(x * 1000.0)` for an x87 `long double` x, with the
+/// product rounded to 64 significant bits (to nearest, ties to even) as
+/// the FPU does, and `LLONG_MIN` when the result does not fit.
+fn ceil_ms((neg, exp, mantissa): (bool, u16, u64)) -> i64 {
+    if exp == 0x7fff {
+        return i64::MIN; // inf or NaN
+    }
+    if mantissa == 0 {
+        return 0;
+    }
+    // x = mantissa * 2^(exp - 16383 - 63); denormals use exponent 1.
+    let mut k = exp.max(1) as i32 - 16383 - 63;
+    let mut p = mantissa as u128 * 1000;
+    let bits = 128 - p.leading_zeros() as i32;
+    if bits > 64 {
+        let shift = bits - 64;
+        let rem = p & ((1u128 << shift) - 1);
+        let half = 1u128 << (shift - 1);
+        p >>= shift;
+        k += shift;
+        if rem > half || (rem == half && p & 1 == 1) {
+            p += 1;
+            if p >> 64 != 0 {
+                p >>= 1;
+                k += 1;
+            }
+        }
+    }
+    // |x * 1000| = p * 2^k; round towards +inf.
+    let magnitude: u128 = if k >= 0 {
+        if k >= 64 {
+            return i64::MIN;
+        }
+        p << k
+    } else if k <= -128 {
+        // Below one: ceil gives 1 when positive, 0 when negative.
+        return if neg { 0 } else { 1 };
+    } else {
+        let int = p >> -k;
+        let frac = p & ((1u128 << -k) - 1) != 0;
+        if neg { int } else { int + frac as u128 }
+    };
+    match (neg, i64::try_from(magnitude)) {
+        (false, Ok(v)) => v,
+        (true, Ok(v)) => -v,
+        // Out of range for the cast; -2^63 itself happens to be LLONG_MIN.
+        _ => i64::MIN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_timeout;
+
+    fn ms(s: &str) -> Result<Option<u64>, String> {
+        parse_timeout(s.as_bytes())
+            .map(|d| d.map(|d| d.as_millis() as u64))
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn timeouts_round_like_redis() {
+        assert_eq!(ms("0"), Ok(None));
+        assert_eq!(ms("-0"), Ok(None));
+        assert_eq!(ms("1"), Ok(Some(1000)));
+        assert_eq!(ms("0.01"), Ok(Some(10)));
+        assert_eq!(ms("0.0001"), Ok(Some(1)));
+        assert_eq!(ms("1e-400"), Ok(Some(1)));
+        assert_eq!(ms("-1e-400"), Ok(None));
+        assert_eq!(ms("-0.0009"), Ok(None));
+        // -0.001L * 1000 rounds to just above -1 in long double.
+        assert_eq!(ms("-0.001"), Ok(None));
+        assert_eq!(ms("0x10"), Ok(Some(16000)));
+        assert_eq!(ms("1.5"), Ok(Some(1500)));
+        assert!(ms("-0.002").is_err());
+        assert!(ms("inf").is_err());
+        assert!(ms("1e400").is_err());
+        assert!(ms("9.3e15").is_err());
+        assert_eq!(ms("9.2e15"), Ok(Some(9_200_000_000_000_000_000)));
+    }
 }

@@ -10,9 +10,10 @@
 //! of the connections it accepted, and these commands visit every shard.
 
 use super::{CommandSpec, Handler, NO_KEYS, err, flags::*, is};
-use crate::server::client::{Client, ClientInfo, ReplyMode};
-use crate::server::resp::{OK, Reply};
+use crate::reply::{OK, Reply};
+use crate::shard::clients::ClientInfo;
 use crate::shard::{run_on_all, with_shard};
+use crate::transaction::{Client, ReplyMode};
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use std::time::Instant;
@@ -247,9 +248,6 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     .acl(CONN),
 ];
 
-/// The Redis version ringkv is compatible with, reported by HELLO and INFO.
-pub const REDIS_VERSION: &str = "7.0.15";
-
 const WRONGPASS: Reply =
     Reply::StaticError("WRONGPASS invalid username-password pair or user is disabled.");
 const NO_SUCH_CLIENT: Reply = Reply::StaticError("ERR No such client");
@@ -395,7 +393,7 @@ fn hello(c: &mut Client, args: &[Bytes]) -> Reply {
     let s = |v: &str| Reply::bulk(v.as_bytes());
     Reply::Map(vec![
         (s("server"), s("redis")),
-        (s("version"), s(REDIS_VERSION)),
+        (s("version"), s(crate::REDIS_VERSION)),
         (s("proto"), Reply::Int(if c.resp3 { 3 } else { 2 })),
         (s("id"), Reply::Int(c.id as i64)),
         (s("mode"), s("standalone")),
@@ -407,6 +405,8 @@ fn hello(c: &mut Client, args: &[Bytes]) -> Reply {
 /// RESET: back to the state of a new connection. As in Redis 7.0 the
 /// NO-EVICT flag survives; NO-TOUCH is cleared as Redis 7.2 does.
 fn reset(c: &mut Client, _args: &[Bytes]) -> Reply {
+    c.multi = None;
+    c.watching = Default::default();
     c.db = 0;
     c.resp3 = false;
     c.authenticated = default_authenticated();
@@ -688,7 +688,7 @@ fn client_list(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         } else if args.len() > 3 && is(&args[2], "id") {
             let mut ids = Vec::with_capacity(args.len() - 3);
             for a in &args[3..] {
-                match crate::server::resp::parse_i64(a) {
+                match crate::parse::parse_i64(a) {
                     Some(id) => ids.push(id as u64),
                     None => return Reply::StaticError("ERR Invalid client ID"),
                 }
@@ -798,7 +798,7 @@ fn parse_kill_filter(me: u64, args: &[Bytes]) -> Result<KillFilter, Reply> {
         }
         let val = &args[i + 1];
         if is(opt, "id") {
-            match crate::server::resp::parse_i64(val) {
+            match crate::parse::parse_i64(val) {
                 Some(id) if id >= 1 => f.id = Some(id as u64),
                 _ => return Err(Reply::StaticError("ERR client-id should be greater than 0")),
             }
@@ -822,7 +822,7 @@ fn parse_kill_filter(me: u64, args: &[Bytes]) -> Result<KillFilter, Reply> {
                 return Err(err::SYNTAX);
             }
         } else if is(opt, "maxage") {
-            match crate::server::resp::parse_i64(val) {
+            match crate::parse::parse_i64(val) {
                 Some(m) => f.max_age = Some(m),
                 None => {
                     return Err(Reply::StaticError(

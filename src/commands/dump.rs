@@ -6,7 +6,7 @@ use super::{CommandSpec, Ctx, Handler, arg_i64, err, is, keys};
 use crate::persistence::Thresholds;
 use crate::persistence::rdb::{WriteOptions, dump_payload, load_dump_payload, verify_dump_payload};
 use crate::persistence::value_glue::{from_rdb, to_rdb};
-use crate::server::resp::{OK, Reply};
+use crate::reply::{OK, Reply};
 use crate::shard::Shard;
 use crate::shard::db::{LRU_CLOCK_MAX, lru_clock};
 use crate::shard::value::{Entry, SmallBytes};

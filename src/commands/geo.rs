@@ -14,9 +14,9 @@
 
 use super::zset::{limits, read_zset, string2d, write_zset};
 use super::{CommandSpec, Ctx, Handler, arg_i64, err, flags::*, keys};
-use crate::server::client::Client;
-use crate::server::resp::Reply;
+use crate::reply::Reply;
 use crate::shard::value::{SmallBytes, Value};
+use crate::transaction::Client;
 use crate::types::geohash::{self, GeoPoint, Shape, ShapeKind};
 use crate::types::zset::{AddFlags, AddOutcome, ScoreRange, ZSetValue};
 use bytes::Bytes;

@@ -9,7 +9,8 @@
 use super::longdouble::LongDouble;
 use super::{CommandSpec, Ctx, Handler, arg_i64, err, flags::*, keys, parse_cursor};
 use crate::glob;
-use crate::server::resp::{OK, Reply, parse_i64};
+use crate::parse::parse_i64;
+use crate::reply::{OK, Reply};
 use crate::shard::value::Value;
 use crate::types::hash::{HashValue, Limits};
 use bytes::Bytes;
@@ -188,7 +189,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 ];
 
 mod errs {
-    use crate::server::resp::Reply;
+    use crate::reply::Reply;
 
     pub const NOT_INT: Reply = Reply::StaticError("ERR hash value is not an integer");
     pub const NOT_FLOAT: Reply = Reply::StaticError("ERR hash value is not a float");

@@ -31,9 +31,9 @@
 
 use super::bitmap::{one_shard, str_bytes_mut, take_bytes};
 use super::{CommandSpec, Ctx, Handler, err, flags::*, keys};
-use crate::server::client::Client;
-use crate::server::resp::{OK, Reply};
+use crate::reply::{OK, Reply};
 use crate::shard::value::{Entry, SmallBytes, Value};
+use crate::transaction::Client;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 
@@ -76,7 +76,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// Error replies specific to this family, with Redis's texts.
 mod errs {
-    use crate::server::resp::Reply;
+    use crate::reply::Reply;
 
     pub const NOT_HLL: Reply =
         Reply::StaticError("WRONGTYPE Key is not a valid HyperLogLog string value.");
@@ -764,7 +764,7 @@ fn pfmerge_keyed(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 /// error of the first failing key in argument order.
 async fn merge_across(
     c: &Client,
-    tx: &crate::server::client::Tx,
+    tx: &crate::transaction::Tx,
     keys: &[Bytes],
 ) -> Result<(Vec<u8>, bool), Reply> {
     let parts = c.group_by_shard(keys).into_iter().map(|(shard, idx)| {

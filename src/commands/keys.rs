@@ -19,11 +19,11 @@ use super::{
     CommandSpec, Ctx, Handler, KeyedFn, NO_KEYS, arg_i64, err, flags::*, is, keys, parse_cursor,
 };
 use crate::glob;
-use crate::server::client::{Client, Tx};
-use crate::server::resp::{OK, Reply};
+use crate::reply::{OK, Reply};
 use crate::shard::db::{Db, LRU_CLOCK_MAX, idle_seconds};
 use crate::shard::value::{Entry, SmallBytes};
 use crate::shard::{Shard, run_on, run_on_all, unix_ms, with_shard};
+use crate::transaction::{Client, Tx};
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use rand::Rng;
@@ -377,11 +377,11 @@ async fn run_single(
     args: Vec<Bytes>,
 ) -> Reply {
     if shard == c.shard {
-        let (db, opts) = (c.db, c.opts());
+        let opts = c.opts();
         let done = with_shard(|s| {
             s.locks
-                .keys_free(db, keys.iter().map(|k| &k[..]))
-                .then(|| opts.call(s, f, &args))
+                .keys_free(opts.tx, opts.db, keys.iter().map(|k| &k[..]))
+                .then(|| opts.call(s, |ctx| f(ctx, &args)))
         });
         if let Some(r) = done {
             return r;

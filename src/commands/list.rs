@@ -10,11 +10,12 @@
 //! [`parse_mpop`]...) are public so that the blocking variants can reuse them.
 
 use super::{CommandSpec, Ctx, Handler, NO_KEYS, arg_i64, err, flags::*, is, keys};
-use crate::server::client::Client;
-use crate::server::resp::{OK, Reply, parse_i64};
+use crate::parse::parse_i64;
+use crate::reply::{OK, Reply};
 use crate::shard::db::Db;
 use crate::shard::value::Value;
-use crate::shard::{locks, spawn_on, unix_ms, with_shard};
+use crate::shard::{locks, spawn_on, with_shard};
+use crate::transaction::Client;
 use crate::types::list::ListValue;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
@@ -653,25 +654,18 @@ where
     F: FnOnce(&mut Ctx<'_>) -> R + Send + 'static,
 {
     let opts = c.opts();
-    let call = move |s: &mut crate::shard::Shard, f: F| {
-        let mut ctx = Ctx {
-            shard: s,
-            db: opts.db,
-            now_ms: unix_ms(),
-            resp3: opts.resp3,
-            touch: opts.touch,
-        };
-        let out = f(&mut ctx);
-        crate::shard::blocking::serve_ready(s);
-        out
-    };
-    if shard == c.shard && with_shard(|s| s.locks.keys_free(opts.db, keys.iter().map(|k| &k[..]))) {
-        return with_shard(|s| call(s, f));
+    if shard == c.shard
+        && with_shard(|s| {
+            s.locks
+                .keys_free(opts.tx, opts.db, keys.iter().map(|k| &k[..]))
+        })
+    {
+        return with_shard(|s| opts.call(s, f));
     }
     let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
     spawn_on(c.global, shard, move || async move {
-        locks::wait_free(opts.db, Some(keys)).await;
-        with_shard(|s| call(s, f))
+        locks::wait_free(opts.tx, opts.db, Some(keys)).await;
+        with_shard(|s| opts.call(s, f))
     })
     .await
 }

@@ -7,7 +7,7 @@
 //! carries the value as an opaque blob.
 
 use super::err;
-use crate::server::resp::Reply;
+use crate::reply::Reply;
 use std::ffi::{c_char, c_int, c_longlong, c_void};
 
 unsafe extern "C" {

@@ -3,9 +3,9 @@
 
 use super::server::{help, human, rss_bytes};
 use super::{CommandSpec, Ctx, Handler, NO_KEYS, arg_i64, err, flags::*, is, keys};
-use crate::server::client::Client;
-use crate::server::resp::{OK, Reply};
+use crate::reply::{OK, Reply};
 use crate::shard::{Shard, run_on_all};
+use crate::transaction::Client;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 

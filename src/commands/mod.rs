@@ -15,6 +15,7 @@
 
 pub mod bitmap;
 pub mod blocking;
+pub mod call;
 pub mod connection;
 pub mod dump;
 pub mod geo;
@@ -30,19 +31,17 @@ pub mod server;
 pub mod set;
 pub mod sort;
 pub mod string;
+pub mod transactions;
 pub mod zset;
 
-use crate::server::client::Client;
-use crate::server::resp::Reply;
-use crate::shard::Shard;
-use crate::shard::db::Db;
+use crate::reply::Reply;
+pub use crate::shard::ctx::{CallOpts, Ctx, KeyedFn};
+use crate::transaction::Client;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-/// A handler that runs on the shard owning the keys.
-pub type KeyedFn = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
 /// A handler that runs with the connection's state.
 pub type LocalFn = fn(&mut Client, &[Bytes]) -> Reply;
 /// A handler that may await other shards.
@@ -256,56 +255,6 @@ impl CommandSpec {
     }
 }
 
-/// The context of a keyed handler: the owning shard and the caller's settings.
-pub struct Ctx<'a> {
-    /// The shard that owns the keys.
-    pub shard: &'a mut Shard,
-    /// The selected database.
-    pub db: usize,
-    /// Unix time in milliseconds, fixed for the whole command.
-    pub now_ms: u64,
-    /// True when the client speaks RESP3.
-    pub resp3: bool,
-    /// False when the client set CLIENT NO-TOUCH.
-    pub touch: bool,
-}
-
-impl Ctx<'_> {
-    /// The selected database of this shard.
-    #[inline]
-    pub fn db(&mut self) -> &mut Db {
-        &mut self.shard.dbs[self.db]
-    }
-}
-
-/// Settings a keyed handler needs from its client; `Send`, so it can travel
-/// with a forwarded command.
-#[derive(Clone, Copy, Debug)]
-pub struct CallOpts {
-    /// The selected database.
-    pub db: usize,
-    /// RESP3 in use.
-    pub resp3: bool,
-    /// Update access clocks.
-    pub touch: bool,
-}
-
-impl CallOpts {
-    /// Runs a keyed handler on `shard` with these settings.
-    pub fn call(&self, shard: &mut Shard, f: KeyedFn, args: &[Bytes]) -> Reply {
-        let mut ctx = Ctx {
-            shard,
-            db: self.db,
-            now_ms: crate::shard::unix_ms(),
-            resp3: self.resp3,
-            touch: self.touch,
-        };
-        let reply = f(&mut ctx, args);
-        crate::shard::blocking::serve_ready(shard);
-        reply
-    }
-}
-
 /// Every family's table, in COMMAND order.
 fn families() -> impl Iterator<Item = &'static CommandSpec> {
     [
@@ -325,6 +274,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         blocking::COMMANDS,
         persistence::COMMANDS,
         mstore::COMMANDS,
+        transactions::COMMANDS,
         memory::COMMANDS,
     ]
     .into_iter()
@@ -363,7 +313,7 @@ pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
 
 /// Common error replies, with Redis's exact texts.
 pub mod err {
-    use crate::server::resp::Reply;
+    use crate::reply::Reply;
 
     /// Wrong type of value for the command.
     pub const WRONGTYPE: Reply =
@@ -394,7 +344,7 @@ pub mod err {
 
 /// Parses an integer argument with Redis's rules.
 pub fn arg_i64(b: &[u8]) -> Result<i64, Reply> {
-    crate::server::resp::parse_i64(b).ok_or(err::NOT_INT)
+    crate::parse::parse_i64(b).ok_or(err::NOT_INT)
 }
 
 /// Parses a float argument as Redis's `getLongDoubleFromObject` does: no

@@ -18,12 +18,13 @@ use super::{
     CommandSpec, Ctx, Handler, NO_KEYS, arg_i64, err, flags::*, is, keys, list, parse_cursor,
 };
 use crate::glob;
-use crate::server::client::Client;
-use crate::server::resp::{OK, Reply, parse_i64};
+use crate::parse::parse_i64;
+use crate::reply::{OK, Reply};
 use crate::shard::db::Db;
 use crate::shard::routing::{hash_tag, key_slot};
 use crate::shard::unix_ms;
 use crate::shard::value::Value;
+use crate::transaction::Client;
 use crate::types::hash::HashValue;
 use crate::types::list::ListValue;
 use bytes::Bytes;

@@ -3,8 +3,8 @@
 
 use super::{CommandSpec, Handler, NO_KEYS, err, flags::*, is};
 use crate::persistence::save::{self, SaveError};
-use crate::server::client::Client;
-use crate::server::resp::{OK, Reply};
+use crate::reply::{OK, Reply};
+use crate::transaction::Client;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 

@@ -9,10 +9,11 @@
 
 use super::{CommandSpec, Handler, KeySpec, NO_KEYS, err, flags::*, is};
 use crate::config::{self, ConfigError, OptionSpec};
-use crate::server::client::Client;
-use crate::server::resp::{OK, Reply, parse_i64};
+use crate::parse::parse_i64;
+use crate::reply::{OK, Reply};
 use crate::shard::dict::Dict;
 use crate::shard::{Global, Shard, ShardStats, run_on_all, unix_ms};
+use crate::transaction::Client;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use std::collections::BTreeMap;
@@ -897,13 +898,22 @@ fn swapdb(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         let (a, b) = (a as usize, b as usize);
         let tx = c.lock_all().await;
         run_on_all(c.global, move |s: &mut Shard| {
+            if a != b {
+                let now = crate::shard::unix_ms();
+                let (x, y) = (a.min(b), a.max(b));
+                let (lo, hi) = s.dbs.split_at_mut(y);
+                lo[x].touch_all_watched(Some(&hi[0]), now);
+                hi[0].touch_all_watched(Some(&lo[x]), now);
+            }
             s.dbs.swap(a, b);
-            // Blocked clients stay with their database index, as in Redis,
-            // and are served if the swapped-in data can serve them.
+            // Blocked and watching clients stay with their database index,
+            // as in Redis; the blocked ones are served if the swapped-in data
+            // can serve them.
             if a != b {
                 let (x, y) = (a.min(b), a.max(b));
                 let (lo, hi) = s.dbs.split_at_mut(y);
                 std::mem::swap(&mut lo[x].blocked, &mut hi[0].blocked);
+                lo[x].swap_watchers(&mut hi[0]);
             }
             for db in [a, b] {
                 let keys: Vec<Vec<u8>> = s.dbs[db].blocked.keys().cloned().collect();
@@ -1178,7 +1188,7 @@ fn write_section(out: &mut String, name: &str, g: &'static Global, shards: &[Sha
             out.push_str("# Server\r\n");
             let now = unix_ms();
             let uptime = g.started.elapsed().as_secs();
-            field!("redis_version", super::connection::REDIS_VERSION);
+            field!("redis_version", crate::REDIS_VERSION);
             field!("ringkv_version", env!("CARGO_PKG_VERSION"));
             field!("redis_mode", "standalone");
             field!("os", os_name());

@@ -16,10 +16,11 @@
 //!   the same transaction (the destination may be one of the sources).
 
 use super::{CommandSpec, Ctx, Handler, KeyedFn, NO_KEYS, arg_i64, err, flags::*, is, keys};
-use crate::server::client::{Client, Tx};
-use crate::server::resp::{Reply, parse_i64};
+use crate::parse::parse_i64;
+use crate::reply::Reply;
 use crate::shard::db::Db;
 use crate::shard::value::Value;
+use crate::transaction::{Client, Tx};
 use crate::types::set::{SetLimits, SetValue};
 use bytes::Bytes;
 use futures::future::{LocalBoxFuture, join_all};

@@ -49,10 +49,11 @@
 
 use super::flags::*;
 use super::{CommandSpec, Ctx, Handler, arg_i64, err, is, keys};
-use crate::server::client::Client;
-use crate::server::resp::{Reply, parse_i64};
+use crate::parse::parse_i64;
+use crate::reply::Reply;
 use crate::shard::value::Value;
-use crate::shard::{Shard, locks, spawn_on, unix_ms, with_shard};
+use crate::shard::{Shard, locks, spawn_on, with_shard};
+use crate::transaction::Client;
 use crate::types::list::ListValue;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
@@ -347,7 +348,9 @@ impl Lookups<'_> {
             return None;
         }
         if !self.owned.iter().any(|o| o[..] == key[..])
-            && !shard.locks.keys_free(ctx.db, std::iter::once(&key[..]))
+            && !shard
+                .locks
+                .keys_free(ctx.tx, ctx.db, std::iter::once(&key[..]))
         {
             self.busy.push(Bytes::from(key));
             return None;
@@ -590,18 +593,7 @@ fn sort_here(ctx: &mut Ctx<'_>, key: &[u8], o: &SortOpts) -> Result<Reply, Fail>
 
 /// Runs `f` on this thread's shard with a handler context.
 fn with_ctx<R>(c: super::CallOpts, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
-    with_shard(|s: &mut Shard| {
-        let mut ctx = Ctx {
-            shard: s,
-            db: c.db,
-            now_ms: unix_ms(),
-            resp3: c.resp3,
-            touch: c.touch,
-        };
-        let r = f(&mut ctx);
-        crate::shard::blocking::serve_ready(s);
-        r
-    })
+    with_shard(|s: &mut Shard| c.call(s, f))
 }
 
 /// Runs the sort on this thread's shard once no transaction holds the key,
@@ -610,9 +602,12 @@ async fn sort_on_this_shard(opts: super::CallOpts, key: Bytes, o: SortOpts) -> R
     let mut wait: Vec<Vec<u8>> = vec![key.to_vec()];
     wait.extend(o.store.iter().map(|d| d.to_vec()));
     loop {
-        let free = with_shard(|s| s.locks.keys_free(opts.db, wait.iter().map(|k| &k[..])));
+        let free = with_shard(|s| {
+            s.locks
+                .keys_free(opts.tx, opts.db, wait.iter().map(|k| &k[..]))
+        });
         if !free {
-            locks::wait_free(opts.db, Some(wait.clone())).await;
+            locks::wait_free(opts.tx, opts.db, Some(wait.clone())).await;
         }
         match with_ctx(opts, |ctx| sort_here(ctx, &key, &o)) {
             Ok(r) | Err(Fail::Reply(r)) => return r,

@@ -9,10 +9,11 @@
 pub use super::longdouble::{LongDouble, long_double_add};
 
 use super::{CommandSpec, Ctx, Handler, arg_i64, err, flags::*, keys};
-use crate::server::client::Client;
-use crate::server::resp::{OK, Reply, parse_i64};
+use crate::parse::parse_i64;
+use crate::reply::{OK, Reply};
 use crate::shard::db::Db;
 use crate::shard::value::{Entry, SmallBytes, StrRef, Value};
+use crate::transaction::Client;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 
@@ -269,7 +270,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// Error replies specific to this family, with Redis's texts.
 mod errs {
-    use crate::server::resp::Reply;
+    use crate::reply::Reply;
 
     pub const OFFSET_RANGE: Reply = Reply::StaticError("ERR offset is out of range");
     pub const TOO_BIG: Reply =
@@ -953,7 +954,7 @@ fn pairs_by_shard(c: &Client, args: &[Bytes], keys: &[Bytes]) -> ShardPairs {
 }
 
 /// Sets every group's pairs on its shard inside the transaction.
-async fn apply_pairs(tx: &crate::server::client::Tx, groups: ShardPairs) {
+async fn apply_pairs(tx: &crate::transaction::Tx, groups: ShardPairs) {
     let futs = groups.into_iter().map(|(shard, pairs)| {
         tx.run(shard, move |ctx| {
             let now = ctx.now_ms;

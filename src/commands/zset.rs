@@ -13,9 +13,9 @@
 //! [`bzpop_reply`]) are public for the blocking variants.
 
 use super::{CommandSpec, Ctx, Handler, arg_i64, err, flags::*, keys, parse_cursor};
-use crate::server::client::Client;
-use crate::server::resp::{Reply, format_double};
+use crate::reply::{Reply, format_double};
 use crate::shard::value::{SmallBytes, Value};
+use crate::transaction::Client;
 use crate::types::set::SetValue;
 use crate::types::zset::{AddFlags, AddOutcome, LexBound, LexRange, Limits, ScoreRange, ZSetValue};
 use bytes::Bytes;
@@ -397,7 +397,7 @@ const NO_KEYS_SPEC: super::KeySpec = super::NO_KEYS;
 
 /// Error replies specific to this family, with Redis's texts.
 mod errs {
-    use crate::server::resp::Reply;
+    use crate::reply::Reply;
 
     pub const XX_NX: Reply =
         Reply::StaticError("ERR XX and NX options at the same time are not compatible");
@@ -533,7 +533,7 @@ pub fn parse_lex_range(min: &[u8], max: &[u8]) -> Result<LexRange, Reply> {
 /// An integer in `[min, max]`, with `msg` for both a bad integer and one
 /// out of range (Redis's `getRangeLongFromObjectOrReply` with a message).
 fn arg_range(b: &[u8], min: i64, max: i64, msg: Reply) -> Result<i64, Reply> {
-    match crate::server::resp::parse_i64(b) {
+    match crate::parse::parse_i64(b) {
         Some(n) if n >= min && n <= max => Ok(n),
         _ => Err(msg),
     }
@@ -1235,7 +1235,7 @@ fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         let i = rand::thread_rng().gen_range(0..z.len());
         return z.get(i).map(|(m, _)| Reply::bulk(m)).unwrap_or(Reply::Nil);
     }
-    let l = match crate::server::resp::parse_i64(&args[2]) {
+    let l = match crate::parse::parse_i64(&args[2]) {
         None => return err::NOT_INT,
         Some(i64::MIN) => return errs::RANDMEMBER_RANGE,
         Some(n) => n,
@@ -1584,7 +1584,7 @@ fn store_keys(args: &[Bytes]) -> Vec<usize> {
 }
 
 fn numkeys_keys(args: &[Bytes], at: usize) -> Vec<usize> {
-    match args.get(at).and_then(|a| crate::server::resp::parse_i64(a)) {
+    match args.get(at).and_then(|a| crate::parse::parse_i64(a)) {
         Some(n) if n >= 1 && (n as u64) < args.len() as u64 && at + (n as usize) < args.len() => {
             (at + 1..=at + n as usize).collect()
         }

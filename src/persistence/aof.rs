@@ -38,7 +38,7 @@
 //! manifest switches to the new base atomically (write, fsync, rename), so a
 //! crash during a rewrite replays the old base and segments.
 
-use crate::server::resp::Reply;
+use crate::reply::Reply;
 use crate::shard::{Global, current_shard_id, with_shard};
 use bytes::Bytes;
 use glommio::io::BufferedFile;
@@ -226,6 +226,42 @@ thread_local! {
     static WRITER: std::cell::Cell<Option<std::task::Waker>> = const { std::cell::Cell::new(None) };
     /// Effects a handler logged itself, replacing the default.
     static OVERRIDE: RefCell<Option<Vec<Vec<Bytes>>>> = const { RefCell::new(None) };
+    /// Effects logged while a transaction's step runs here ([`capture`]).
+    static CAPTURE: RefCell<Option<Vec<Effects>>> = const { RefCell::new(None) };
+}
+
+/// The commands one command logged, with the database they apply to.
+pub type Effects = (usize, Vec<Vec<Bytes>>);
+
+/// Runs `f`, collecting what it logs instead of appending it: the steps of
+/// an EXEC or a script hand their effects to the transaction, which logs
+/// them as one MULTI ... EXEC record ([`log_transaction`]).
+pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<Effects>) {
+    let outer = CAPTURE.with(|c| c.borrow_mut().replace(Vec::new()));
+    let out = f();
+    let effects = CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+    (out, effects.unwrap_or_default())
+}
+
+/// Logs a transaction's effects as one record, `MULTI ... EXEC` with a
+/// SELECT wherever the database changes, so replay applies all of it or
+/// none of it.
+pub fn log_transaction(global: &Global, seq: u64, db: usize, effects: &[Effects]) {
+    if effects.iter().all(|(_, cmds)| cmds.is_empty()) {
+        return;
+    }
+    append_record(global, seq, db, |buf| {
+        encode_args_into(buf, &[bulk("MULTI")]);
+        let mut cur = db;
+        for (d, cmds) in effects {
+            if *d != cur {
+                cur = *d;
+                encode_args_into(buf, &[bulk("SELECT"), bulk(&cur.to_string())]);
+            }
+            encode_cmds_into(buf, cmds);
+        }
+        encode_args_into(buf, &[bulk("EXEC")]);
+    });
 }
 
 /// Lets a keyed handler log its own effect (commands run on replay) in place
@@ -265,6 +301,9 @@ fn encode_args_into(out: &mut Vec<u8>, args: &[Bytes]) {
 
 /// Appends one record of `cmds` to this shard's pending buffer.
 pub fn log(global: &Global, seq: u64, db: usize, cmds: &[Vec<Bytes>]) {
+    if capturing(db, || cmds.to_vec()) {
+        return;
+    }
     if !cmds.is_empty() {
         append_record(global, seq, db, |buf| encode_cmds_into(buf, cmds));
     }
@@ -273,7 +312,22 @@ pub fn log(global: &Global, seq: u64, db: usize, cmds: &[Vec<Bytes>]) {
 /// Appends one record of a single command, `args`, to this shard's pending
 /// buffer.
 pub fn log_args(global: &Global, seq: u64, db: usize, args: &[Bytes]) {
+    if capturing(db, || vec![args.to_vec()]) {
+        return;
+    }
     append_record(global, seq, db, |buf| encode_args_into(buf, args));
+}
+
+/// Hands the effects to a running [`capture`], if any; true if it took them.
+#[inline]
+fn capturing(db: usize, cmds: impl FnOnce() -> Vec<Vec<Bytes>>) -> bool {
+    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(v) => {
+            v.push((db, cmds()));
+            true
+        }
+        None => false,
+    })
 }
 
 /// Appends a record to this shard's pending buffer: the header (payload
@@ -703,7 +757,7 @@ fn segments(dir: &Path, base: &str, gens: &[u64]) -> Vec<PathBuf> {
 /// At startup with `appendonly yes`: loads the AOF if there is one (true),
 /// or returns false when there is none. Call from a non-shard thread
 /// before clients connect.
-pub fn load_at_startup(global: &'static Global) -> Result<bool, String> {
+pub fn load_at_startup(global: &'static Global, replayer: &Replayer) -> Result<bool, String> {
     let cfg = global.config();
     let st = &global.aof;
     st.set_fsync(Fsync::parse(cfg.get("appendfsync").unwrap_or("everysec")));
@@ -770,7 +824,7 @@ pub fn load_at_startup(global: &'static Global) -> Result<bool, String> {
     records.sort_by_key(|r| r.seq);
     let next = records.last().map_or(m.cut, |r| r.seq + 1).max(m.cut);
     let n = records.len();
-    replay(global, records)?;
+    replay(global, records, replayer)?;
     st.seq.store(next, Ordering::Release);
     st.gen_
         .store(m.gens.iter().copied().max().unwrap_or(0), Ordering::Release);
@@ -784,6 +838,19 @@ pub fn load_at_startup(global: &'static Global) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Runs a RESP command stream on this thread's shard through an internal
+/// client, returning how many replies were errors.
+pub type RunFn = fn(&'static Global, Vec<u8>) -> futures::future::LocalBoxFuture<'static, u64>;
+
+/// How replay runs commands. The server provides it, as it owns the command
+/// table and the dispatcher that the AOF's commands go through.
+pub struct Replayer {
+    /// Runs a stream of commands on the current shard.
+    pub run: RunFn,
+    /// The key positions of a command, or None for an unknown one.
+    pub key_indices: fn(&[Bytes]) -> Option<Vec<usize>>,
+}
+
 /// Bytes of commands buffered per shard before a replay round runs them.
 const REPLAY_ROUND: usize = 64 << 20;
 
@@ -795,32 +862,32 @@ const REPLAY_ROUND: usize = 64 << 20;
 /// shards or has no key (FLUSHALL, SWAPDB, MULTI, ...) is a barrier: the
 /// streams before it finish, then it runs alone through shard 0, which
 /// routes it as a client's command would be routed.
-fn replay(global: &'static Global, records: Vec<Record>) -> Result<(), String> {
+fn replay(global: &'static Global, records: Vec<Record>, r: &Replayer) -> Result<(), String> {
     let mut streams: Vec<(u32, Vec<u8>)> = vec![(u32::MAX, Vec::new()); global.nshards];
     let mut buffered = 0usize;
     let mut errors = 0u64;
-    for r in records {
-        match record_shard(global, &r.payload) {
+    for rec in records {
+        match record_shard(global, &rec.payload, r) {
             Some(shard) => {
                 let (db, stream) = &mut streams[shard];
-                push_record(stream, db, &r);
-                buffered += r.payload.len();
+                push_record(stream, db, &rec);
+                buffered += rec.payload.len();
                 if buffered >= REPLAY_ROUND {
-                    errors += run_streams(global, &mut streams);
+                    errors += run_streams(global, &mut streams, r.run);
                     buffered = 0;
                 }
             }
             None => {
-                errors += run_streams(global, &mut streams);
+                errors += run_streams(global, &mut streams, r.run);
                 buffered = 0;
                 let mut alone = [(u32::MAX, Vec::new())];
                 let (db, stream) = &mut alone[0];
-                push_record(stream, db, &r);
-                errors += run_streams(global, &mut alone);
+                push_record(stream, db, &rec);
+                errors += run_streams(global, &mut alone, r.run);
             }
         }
     }
-    errors += run_streams(global, &mut streams);
+    errors += run_streams(global, &mut streams, r.run);
     if errors > 0 {
         tracing::warn!("{errors} commands of the AOF replied with an error on replay");
     }
@@ -839,7 +906,7 @@ fn push_record(stream: &mut Vec<u8>, db: &mut u32, r: &Record) {
 
 /// Runs each non-empty stream on its shard (stream `i` on shard `i`), all at
 /// once, and empties them. Returns the number of error replies.
-fn run_streams(global: &'static Global, streams: &mut [(u32, Vec<u8>)]) -> u64 {
+fn run_streams(global: &'static Global, streams: &mut [(u32, Vec<u8>)], run: RunFn) -> u64 {
     let progress = &global.rdb.loading_loaded_bytes;
     let jobs: Vec<_> = streams
         .iter_mut()
@@ -849,9 +916,11 @@ fn run_streams(global: &'static Global, streams: &mut [(u32, Vec<u8>)]) -> u64 {
             *db = u32::MAX;
             let stream = std::mem::take(s);
             progress.fetch_add(stream.len() as u64, Ordering::Relaxed);
-            crate::shard::spawn_on(global, shard, move || async move {
-                crate::server::connection::run_internal(global, &stream).await
-            })
+            crate::shard::spawn_on(
+                global,
+                shard,
+                move || async move { run(global, stream).await },
+            )
         })
         .collect();
     futures::executor::block_on(futures::future::join_all(jobs))
@@ -865,7 +934,7 @@ fn run_streams(global: &'static Global, streams: &mut [(u32, Vec<u8>)]) -> u64 {
 /// A record is RESP that ringkv wrote for itself, not client input: it is
 /// decoded with `redis-protocol` (the node-to-node RESP codec), not with the
 /// client parser and its Redis error texts.
-fn record_shard(global: &Global, payload: &Bytes) -> Option<usize> {
+fn record_shard(global: &Global, payload: &Bytes, r: &Replayer) -> Option<usize> {
     use redis_protocol::resp2::{decode::decode_bytes_mut, types::BytesFrame};
     let mut buf = bytes::BytesMut::from(payload.as_ref());
     let mut shard = None;
@@ -883,11 +952,7 @@ fn record_shard(global: &Global, payload: &Bytes) -> Option<usize> {
         if args.is_empty() {
             return None;
         }
-        let mut spec = crate::commands::lookup(&args[0])?;
-        if !spec.subcommands.is_empty() {
-            spec = crate::commands::lookup_sub(spec, args.get(1)?)?;
-        }
-        let keys = spec.key_indices(&args);
+        let keys = (r.key_indices)(&args)?;
         if keys.is_empty() {
             return None;
         }

@@ -10,7 +10,7 @@
 //! `lpAppend` does, so blobs built here are byte-identical to Redis's.
 
 use super::RdbError;
-use crate::server::resp::parse_i64;
+use crate::parse::parse_i64;
 
 const HDR: usize = 6;
 const EOF: u8 = 0xff;

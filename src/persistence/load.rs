@@ -36,21 +36,24 @@ pub struct LoadStats {
 /// one place that chooses what to load (an AOF, when enabled, goes first).
 /// Clients may connect meanwhile: INFO shows `loading:1` and its progress,
 /// and commands without the `loading` flag get `-LOADING`.
-pub fn load_at_startup(global: &'static Global) -> Result<(), String> {
+pub fn load_at_startup(
+    global: &'static Global,
+    replayer: &super::aof::Replayer,
+) -> Result<(), String> {
     let st = &global.rdb;
     st.loading_start.store(unix_ms() / 1000, Ordering::Relaxed);
     st.loading_total_bytes.store(0, Ordering::Relaxed);
     st.loading_loaded_bytes.store(0, Ordering::Relaxed);
     st.loading.store(true, Ordering::Release);
-    let res = load_data(global);
+    let res = load_data(global, replayer);
     st.loading.store(false, Ordering::Release);
     res
 }
 
-fn load_data(global: &'static Global) -> Result<(), String> {
+fn load_data(global: &'static Global, replayer: &super::aof::Replayer) -> Result<(), String> {
     let cfg = global.config();
     if cfg.get("appendonly") == Some("yes") {
-        if !super::aof::load_at_startup(global)? {
+        if !super::aof::load_at_startup(global, replayer)? {
             load_rdb_if_present(global)?;
         }
         // Logging starts before clients may write (they get -LOADING

@@ -87,8 +87,7 @@ impl Encoding {
             RdbValue::List(_) => Encoding::Quicklist,
             RdbValue::Set(m) => {
                 if m.len() <= t.set_max_intset_entries
-                    && m.iter()
-                        .all(|s| crate::server::resp::parse_i64(s).is_some())
+                    && m.iter().all(|s| crate::parse::parse_i64(s).is_some())
                 {
                     Encoding::Intset
                 } else {

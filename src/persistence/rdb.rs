@@ -10,7 +10,7 @@ use super::{
     Encoding, Pairs, RdbError, RdbObject, RdbValue, Thresholds, crc64, intset, listpack, lzf,
     ziplist,
 };
-use crate::server::resp::parse_i64;
+use crate::parse::parse_i64;
 use std::io::{BufReader, Read, Write};
 
 /// The RDB version Redis 7.0 writes (and the newest a DUMP payload may carry).

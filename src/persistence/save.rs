@@ -175,7 +175,7 @@ pub async fn write_snapshot_to(
     let opts = WriteOptions::from_config(&cfg);
     let checksum = cfg.get("rdbchecksum") != Some("no");
     let aux = AuxInfo {
-        redis_ver: crate::commands::connection::REDIS_VERSION.to_string(),
+        redis_ver: crate::REDIS_VERSION.to_string(),
         ctime: snap.at_ms / 1000,
         used_mem: used_memory(global).await,
         aof_base,

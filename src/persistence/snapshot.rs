@@ -105,7 +105,7 @@ pub async fn begin_with<T>(
     if BUSY.swap(true, Ordering::AcqRel) {
         return None;
     }
-    let tx = crate::server::client::lock_all_shards(global).await;
+    let tx = crate::shard::locks::lock_all_shards(global).await;
     let hooked = hook();
     let at_ms = unix_ms();
     let counts = run_on_all(global, move |s| {

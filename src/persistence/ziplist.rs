@@ -186,7 +186,7 @@ pub(crate) mod tests {
                 e.push(254);
                 e.extend_from_slice(&(prev as u32).to_le_bytes());
             }
-            match crate::server::resp::parse_i64(it) {
+            match crate::parse::parse_i64(it) {
                 Some(v @ 0..=12) => e.push(0xf1 + v as u8),
                 Some(v) if i8::try_from(v).is_ok() => e.extend_from_slice(&[0xfe, v as u8]),
                 Some(v) if i16::try_from(v).is_ok() => {

@@ -9,16 +9,20 @@
 //!
 //! Replies are kept in the client's order and written with one write.
 
-use super::client::{Client, ClientInfo, ReplyMode};
 use super::readiness;
-use super::resp::{ParseLimits, Parsed, Reply, RequestParser};
+use super::resp::{ParseLimits, Parsed, RequestParser};
+use crate::commands::call::{
+    call_keyed, count_error, count_rejected, out_of_memory, record, resolve,
+};
 use crate::commands::{self, CallOpts, CommandSpec, Handler, err};
 use crate::persistence::aof;
-use crate::shard::{Global, Shard, hop, locks, with_shard};
+use crate::reply::Reply;
+use crate::shard::clients::ClientInfo;
+use crate::shard::{Global, hop, locks, with_shard};
+use crate::transaction::{Client, ReplyMode};
 use bytes::{Bytes, BytesMut};
 use futures::AsyncWriteExt;
 use glommio::net::TcpStream;
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -241,18 +245,6 @@ fn emit(client: &mut Client, batch: &mut Batch, wbuf: &mut BytesMut, reply: Repl
     }
 }
 
-fn count_error(reply: &Reply) {
-    let Some(text) = reply.error_text() else {
-        return;
-    };
-    let code = text.split(|&c| c == b' ').next().unwrap_or(b"ERR");
-    let code = String::from_utf8_lossy(code).into_owned();
-    with_shard(|s| {
-        s.stats.total_error_replies += 1;
-        *s.stats.errors.entry(code).or_default() += 1;
-    });
-}
-
 /// Decides whether this command's reply is sent (CLIENT REPLY OFF/SKIP).
 fn begin_command(client: &mut Client) {
     client.suppress_reply = match client.reply_mode {
@@ -265,163 +257,38 @@ fn begin_command(client: &mut Client) {
     };
 }
 
+/// True for the commands that run at once inside MULTI instead of queuing.
+fn controls_multi(spec: &CommandSpec) -> bool {
+    matches!(
+        spec.name,
+        "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+    )
+}
+
+/// Refuses a command; inside MULTI, this also dooms the transaction (EXEC
+/// answers EXECABORT), or ends it when the refused command is EXEC.
 fn reject(
     client: &mut Client,
     batch: &mut Batch,
     wbuf: &mut BytesMut,
     name: Option<&str>,
-    reply: Reply,
+    mut reply: Reply,
 ) {
+    if let Some(multi) = client.multi.as_mut() {
+        multi.aborted = true;
+        if name == Some("exec") {
+            client.multi = None;
+            client.watching = Default::default();
+            let text = reply.error_text().unwrap_or_default();
+            let mut msg = b"EXECABORT Transaction discarded because of: ".to_vec();
+            msg.extend_from_slice(text.strip_prefix(b"-").unwrap_or(text));
+            reply = Reply::ErrorBytes(msg.into());
+        }
+    }
     if let Some(name) = name {
-        with_shard(|s| {
-            s.stats
-                .commands
-                .entry(name.to_string())
-                .or_default()
-                .rejected_calls += 1
-        });
+        count_rejected(name);
     }
     emit(client, batch, wbuf, reply);
-}
-
-/// `b` as C's `%.*s` prints it: cut at `max` bytes or at a NUL.
-fn c_str(b: &[u8], max: usize) -> &[u8] {
-    let b = &b[..memchr::memchr(0, b).unwrap_or(b.len())];
-    &b[..b.len().min(max)]
-}
-
-/// The error for an unknown command, as Redis words it: the name and the
-/// first arguments are copied raw, each cut like C's `%.*s` (at the length
-/// limit or at a NUL byte).
-fn unknown_command(args: &[Bytes]) -> Reply {
-    let mut msg = b"ERR unknown command '".to_vec();
-    msg.extend_from_slice(c_str(&args[0], 128));
-    msg.extend_from_slice(b"', with args beginning with: ");
-    let start = msg.len();
-    for a in &args[1..] {
-        let used = msg.len() - start;
-        if used >= 128 {
-            break;
-        }
-        msg.push(b'\'');
-        msg.extend_from_slice(c_str(a, 128 - used));
-        msg.extend_from_slice(b"' ");
-    }
-    Reply::ErrorBytes(msg.into())
-}
-
-/// A command's full name for statistics: `get`, or `config|get` for a
-/// subcommand (allocated only then).
-type FullName = Cow<'static, str>;
-
-/// Resolves a command (and subcommand) and checks arity and auth.
-fn resolve(
-    client: &Client,
-    args: &[Bytes],
-) -> Result<(&'static CommandSpec, FullName), (Option<String>, Reply)> {
-    let Some(spec) = commands::lookup(&args[0]) else {
-        return Err((None, unknown_command(args)));
-    };
-    let (spec, full) = if let Handler::Container(bare) = spec.handler {
-        if args.len() < 2 {
-            return match bare {
-                Some(_) => Ok((spec, Cow::Borrowed(spec.name))),
-                None => Err((Some(spec.name.into()), err::arity(spec.name))),
-            };
-        }
-        match commands::lookup_sub(spec, &args[1]) {
-            Some(sub) => (sub, Cow::Owned(format!("{}|{}", spec.name, sub.name))),
-            None => {
-                let mut msg = b"ERR unknown subcommand '".to_vec();
-                msg.extend_from_slice(c_str(&args[1], 128));
-                msg.extend_from_slice(
-                    format!("'. Try {} HELP.", spec.name.to_uppercase()).as_bytes(),
-                );
-                return Err((Some(spec.name.into()), Reply::ErrorBytes(msg.into())));
-            }
-        }
-    } else {
-        (spec, Cow::Borrowed(spec.name))
-    };
-    if !spec.arity_ok(args.len()) {
-        return Err((Some(full.to_string()), err::arity(&full)));
-    }
-    if !client.authenticated && !spec.has(commands::flags::NO_AUTH) {
-        return Err((
-            Some(full.into_owned()),
-            Reply::StaticError("NOAUTH Authentication required."),
-        ));
-    }
-    // Client 0 is the AOF replay, which is the loading.
-    if client.id != 0
-        && !spec.has(commands::flags::LOADING)
-        && client.global.rdb.loading.load(Ordering::Acquire)
-    {
-        return Err((
-            Some(full.into_owned()),
-            Reply::StaticError("LOADING Redis is loading the dataset in memory"),
-        ));
-    }
-    Ok((spec, full))
-}
-
-/// Runs a keyed handler on this shard, recording its stats.
-pub fn call_keyed(
-    shard: &mut Shard,
-    spec: &'static CommandSpec,
-    opts: CallOpts,
-    f: commands::KeyedFn,
-    args: &[Bytes],
-    full: &str,
-) -> Reply {
-    let start = Instant::now();
-    if shard.evict.maxmemory != 0
-        && !crate::shard::evict::perform(shard)
-        && spec.has(commands::flags::DENYOOM)
-    {
-        shard
-            .stats
-            .commands
-            .entry(full.to_string())
-            .or_default()
-            .rejected_calls += 1;
-        return crate::shard::evict::OOM;
-    }
-    let log = spec.has(commands::flags::WRITE) && shard.global.aof.active.load(Ordering::Relaxed);
-    if log {
-        aof::clear_override();
-    }
-    let reply = opts.call(shard, f, args);
-    record(shard, full, start, &reply);
-    if log && !reply.is_error() {
-        let global = shard.global;
-        let seq = global.aof.next_seq();
-        let idx = spec.key_indices(args);
-        let effects = if idx.is_empty() {
-            None
-        } else {
-            aof::keyed_effects(shard, opts.db, spec.name, args, &idx, &reply)
-        };
-        match effects {
-            Some(cmds) => aof::log(global, seq, opts.db, &cmds),
-            None => aof::log_args(global, seq, opts.db, args),
-        }
-    }
-    reply
-}
-
-fn record(shard: &mut Shard, full: &str, start: Instant, reply: &Reply) {
-    shard.stats.total_commands_processed += 1;
-    let usec = start.elapsed().as_micros() as u64;
-    let stat = match shard.stats.commands.get_mut(full) {
-        Some(s) => s,
-        None => shard.stats.commands.entry(full.to_string()).or_default(),
-    };
-    stat.calls += 1;
-    stat.usec += usec;
-    if reply.is_error() {
-        stat.failed_calls += 1;
-    }
 }
 
 async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf: &mut BytesMut) {
@@ -430,11 +297,31 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
         Ok(v) => v,
         Err((name, reply)) => return reject(client, batch, wbuf, name.as_deref(), reply),
     };
-    if spec.flags & commands::flags::WRITE != 0
+    let queuing = client.multi.is_some() && !controls_multi(spec);
+    if queuing && spec.has(commands::flags::NO_MULTI) {
+        let reply = Reply::StaticError("ERR Command not allowed inside a transaction");
+        return reject(client, batch, wbuf, Some(&full), reply);
+    }
+    // EXEC is checked as the commands it will run.
+    let flags = match (&client.multi, spec.name) {
+        (Some(m), "exec") => spec.flags | m.flags,
+        _ => spec.flags,
+    };
+    if flags & commands::flags::WRITE != 0
         && with_shard(|s| crate::persistence::save::writes_refused(client.global, &s.config))
     {
         let reply = Reply::StaticError(crate::persistence::save::MISCONF);
         return reject(client, batch, wbuf, Some(&full), reply);
+    }
+    if (queuing || spec.name == "exec") && flags & commands::flags::DENYOOM != 0 && out_of_memory()
+    {
+        return reject(client, batch, wbuf, Some(&full), crate::shard::evict::OOM);
+    }
+    if queuing {
+        let multi = client.multi.as_mut().expect("queuing");
+        multi.flags |= spec.flags;
+        multi.queue.push(args);
+        return emit(client, batch, wbuf, Reply::Simple("QUEUED"));
     }
     {
         let mut info = client.info.borrow_mut();
@@ -458,7 +345,9 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
             if target == client.shard {
                 let db = client.db;
                 let done = with_shard(|s| {
-                    if s.locks.keys_free(db, idx.iter().map(|&i| &args[i][..])) {
+                    if s.locks
+                        .keys_free(opts.tx, db, idx.iter().map(|&i| &args[i][..]))
+                    {
                         Some(call_keyed(s, spec, opts, f, &args, &full))
                     } else {
                         None
@@ -471,7 +360,7 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
                         // finishing earlier work, then wait for the lock.
                         flush(client, batch, wbuf).await;
                         let keys = idx.iter().map(|&i| args[i].to_vec()).collect();
-                        locks::wait_free(db, Some(keys)).await;
+                        locks::wait_free(opts.tx, db, Some(keys)).await;
                         with_shard(|s| call_keyed(s, spec, opts, f, &args, &full))
                     }
                 };
@@ -510,9 +399,7 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
         }
         Handler::Async(f) => {
             flush(client, batch, wbuf).await;
-            if spec.has(commands::flags::DENYOOM)
-                && with_shard(|s| s.evict.maxmemory != 0 && !crate::shard::evict::perform(s))
-            {
+            if spec.has(commands::flags::DENYOOM) && out_of_memory() {
                 return reject(client, batch, wbuf, Some(&full), crate::shard::evict::OOM);
             }
             let start = Instant::now();
@@ -578,7 +465,7 @@ fn run_group(items: Vec<Remote>, answer: hop::Answer<Vec<(usize, Reply)>>) {
             || items.iter().all(|it| {
                 let idx = it.spec.key_indices(&it.args);
                 s.locks
-                    .keys_free(it.opts.db, idx.iter().map(|&i| &it.args[i][..]))
+                    .keys_free(it.opts.tx, it.opts.db, idx.iter().map(|&i| &it.args[i][..]))
             })
     });
     if free {
@@ -601,11 +488,11 @@ fn run_group(items: Vec<Remote>, answer: hop::Answer<Vec<(usize, Reply)>>) {
             let idx = it.spec.key_indices(&it.args);
             let free = with_shard(|s| {
                 s.locks
-                    .keys_free(it.opts.db, idx.iter().map(|&i| &it.args[i][..]))
+                    .keys_free(it.opts.tx, it.opts.db, idx.iter().map(|&i| &it.args[i][..]))
             });
             if !free {
                 let keys = idx.iter().map(|&i| it.args[i].to_vec()).collect();
-                locks::wait_free(it.opts.db, Some(keys)).await;
+                locks::wait_free(it.opts.tx, it.opts.db, Some(keys)).await;
             }
             let full = it.spec.name;
             let reply = with_shard(|s| call_keyed(s, it.spec, it.opts, it.f, &it.args, full));
@@ -616,14 +503,26 @@ fn run_group(items: Vec<Remote>, answer: hop::Answer<Vec<(usize, Reply)>>) {
     .detach();
 }
 
+/// How AOF replay runs its commands: through this dispatcher.
+pub static REPLAYER: aof::Replayer = aof::Replayer {
+    run: |global, stream| Box::pin(run_internal(global, stream)),
+    key_indices: |args| {
+        let mut spec = commands::lookup(&args[0])?;
+        if !spec.subcommands.is_empty() {
+            spec = commands::lookup_sub(spec, args.get(1)?)?;
+        }
+        Some(spec.key_indices(args))
+    },
+};
+
 /// Runs a RESP command stream through an internal client on this shard (AOF
 /// replay), discarding the replies. Returns how many replies were errors.
-pub async fn run_internal(global: &'static Global, stream: &[u8]) -> u64 {
+async fn run_internal(global: &'static Global, stream: Vec<u8>) -> u64 {
     let shard = crate::shard::current_shard_id().expect("on a shard");
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let info = Rc::new(RefCell::new(ClientInfo::new(0, addr, addr, -1)));
     let mut client = Client::new(global, shard, 0, true, info);
-    let mut rbuf = BytesMut::from(stream);
+    let mut rbuf = BytesMut::from(&stream[..]);
     let mut wbuf = BytesMut::new();
     let mut parser = RequestParser::default();
     let limits = ParseLimits {

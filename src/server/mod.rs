@@ -5,7 +5,6 @@
 //! with `SO_REUSEPORT` and accepts its own connections, so the kernel spreads
 //! clients over shards and a connection lives on the shard that accepted it.
 
-pub mod client;
 pub mod connection;
 pub mod readiness;
 pub mod resp;
@@ -217,7 +216,7 @@ impl Server {
         // On a thread that ends afterwards, so that what it allocated for
         // the shards stays counted in used_memory (see `crate::alloc`).
         let loaded = std::thread::scope(|t| {
-            t.spawn(|| crate::persistence::load::load_at_startup(global))
+            t.spawn(|| crate::persistence::load::load_at_startup(global, &connection::REPLAYER))
                 .join()
                 .unwrap_or_else(|_| Err("the loader thread panicked".into()))
         });

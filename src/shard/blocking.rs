@@ -15,15 +15,12 @@
 //! (`missed`), and a try that finds nothing then sends the client back to
 //! redo its command ([`Wake::Retry`]) so that no wakeup is lost.
 
-use crate::commands::Ctx;
-use crate::server::client::{Client, Tx};
-use crate::server::resp::Reply;
+use crate::reply::Reply;
+use crate::shard::ctx::Ctx;
 use futures::channel::oneshot;
-use futures::future::LocalBoxFuture;
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// What serving a waiter produced.
 pub enum Wake {
@@ -225,6 +222,7 @@ fn serve_key(shard: &mut super::Shard, db: usize, key: Vec<u8>) {
             now_ms,
             resp3: w.resp3,
             touch: true,
+            tx: super::locks::NO_TX,
         };
         match w.serve(&mut ctx, &key) {
             Some(Wake::Reply(r)) => {
@@ -257,223 +255,8 @@ fn serve_key(shard: &mut super::Shard, db: usize, key: Vec<u8>) {
     }
 }
 
-/// What a blocking command waits for.
-pub struct BlockSpec {
-    /// Keys to lock while trying and registering (the waited keys plus any
-    /// destination key).
-    pub lock: Vec<bytes::Bytes>,
-    /// Keys to wait on, in the command's order.
-    pub wait: Vec<bytes::Bytes>,
-    /// How long to wait; `None` waits forever.
-    pub timeout: Option<Duration>,
-    /// The reply when the time runs out.
-    pub timeout_reply: Reply,
-    /// The immediate attempt on one key, under the locks: like `serve`, but
-    /// a key of the wrong type ends the command with WRONGTYPE, as Redis
-    /// checks types before blocking (while a blocked client ignores a key
-    /// that becomes another type).
-    pub first: Arc<ServeFn>,
-    /// Serves the client from one ready key on its shard.
-    pub serve: Arc<ServeFn>,
-}
-
-/// Redoes a command whose serve returned [`Wake::Retry`], under the locks of
-/// [`BlockSpec::lock`]; `None` if there was nothing to take after all.
-pub type RetryFn = dyn for<'a> Fn(&'a Client, &'a Tx) -> LocalBoxFuture<'a, Option<Reply>>;
-
-/// Parses a blocking timeout in seconds (fractions allowed) as Redis 7.0's
-/// `getTimeoutFromObjectOrReply` does: a `long double` (`string2ld`), times
-/// 1000 in `long double`, rounded up (`ceill`) and cast to `long long`. So
-/// -0.0005 waits forever like 0, 0.0001 waits 1 ms, and infinities or
-/// values whose milliseconds overflow the cast (`LLONG_MIN` on x86-64) are
-/// "negative". `None` means forever.
-pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Reply> {
-    const NOT_FLOAT: Reply = Reply::StaticError("ERR timeout is not a float or out of range");
-    if crate::commands::longdouble::LongDouble::parse(arg).is_none() {
-        return Err(NOT_FLOAT);
-    }
-    let ms = x87_bits(arg).map_or(i64::MIN, ceil_ms);
-    if ms < 0 {
-        return Err(Reply::StaticError("ERR timeout is negative"));
-    }
-    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
-}
-
-/// The 80-bit `long double` that glibc's `strtold` reads from `arg` (through
-/// `sscanf("%Lf")`, which shares its conversion): sign, biased exponent and
-/// 64-bit mantissa. `None` if it cannot be read.
-fn x87_bits(arg: &[u8]) -> Option<(bool, u16, u64)> {
-    let cs = std::ffi::CString::new(arg).ok()?;
-    let mut raw = [0u8; 16];
-    // SAFETY: `%Lf` stores one `long double` (10 bytes on x86-64, at most
-    // 16 anywhere) into `raw`; both strings are NUL-terminated.
-    let n = unsafe { libc::sscanf(cs.as_ptr(), c"%Lf".as_ptr(), raw.as_mut_ptr()) };
-    if n != 1 || !cfg!(target_arch = "x86_64") {
-        return None;
-    }
-    let mantissa = u64::from_le_bytes(raw[..8].try_into().ok()?);
-    let se = u16::from_le_bytes([raw[8], raw[9]]);
-    Some((se & 0x8000 != 0, se & 0x7fff, mantissa))
-}
-
-/// `(long long) ceill(x * 1000.0)` for an x87 `long double` x, with the
-/// product rounded to 64 significant bits (to nearest, ties to even) as
-/// the FPU does, and `LLONG_MIN` when the result does not fit.
-fn ceil_ms((neg, exp, mantissa): (bool, u16, u64)) -> i64 {
-    if exp == 0x7fff {
-        return i64::MIN; // inf or NaN
-    }
-    if mantissa == 0 {
-        return 0;
-    }
-    // x = mantissa * 2^(exp - 16383 - 63); denormals use exponent 1.
-    let mut k = exp.max(1) as i32 - 16383 - 63;
-    let mut p = mantissa as u128 * 1000;
-    let bits = 128 - p.leading_zeros() as i32;
-    if bits > 64 {
-        let shift = bits - 64;
-        let rem = p & ((1u128 << shift) - 1);
-        let half = 1u128 << (shift - 1);
-        p >>= shift;
-        k += shift;
-        if rem > half || (rem == half && p & 1 == 1) {
-            p += 1;
-            if p >> 64 != 0 {
-                p >>= 1;
-                k += 1;
-            }
-        }
-    }
-    // |x * 1000| = p * 2^k; round towards +inf.
-    let magnitude: u128 = if k >= 0 {
-        if k >= 64 {
-            return i64::MIN;
-        }
-        p << k
-    } else if k <= -128 {
-        // Below one: ceil gives 1 when positive, 0 when negative.
-        return if neg { 0 } else { 1 };
-    } else {
-        let int = p >> -k;
-        let frac = p & ((1u128 << -k) - 1) != 0;
-        if neg { int } else { int + frac as u128 }
-    };
-    match (neg, i64::try_from(magnitude)) {
-        (false, Ok(v)) => v,
-        (true, Ok(v)) => -v,
-        // Out of range for the cast; -2^63 itself happens to be LLONG_MIN.
-        _ => i64::MIN,
-    }
-}
-
-/// Runs a blocking command: serves at once if a key can, otherwise blocks
-/// until a key serves the client, the timeout passes, CLIENT UNBLOCK, or the
-/// client disconnects.
-pub async fn block(c: &Client, spec: BlockSpec, retry: &RetryFn) -> Reply {
-    // A deadline beyond what Instant can hold is as good as none.
-    let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
-    loop {
-        let tx = c.lock_keys(&spec.lock).await;
-        for key in &spec.wait {
-            let first = spec.first.clone();
-            let k = key.clone();
-            match tx.run(c.shard_of(key), move |ctx| first(ctx, &k)).await {
-                Some(Wake::Reply(r)) => return r,
-                Some(Wake::Retry) => {
-                    if let Some(r) = retry(c, &tx).await {
-                        return r;
-                    }
-                }
-                None => {}
-            }
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return spec.timeout_reply;
-        }
-        let serve = spec.serve.clone();
-        let fd = c.info.borrow().fd;
-        let (waiter, rx) = Waiter::new(
-            c.id,
-            c.db,
-            c.resp3,
-            fd,
-            spec.timeout_reply.clone(),
-            Box::new(move |ctx: &mut Ctx<'_>, k: &[u8]| serve(ctx, k)),
-        );
-        let w = Arc::new(waiter);
-        let groups = c.group_by_shard(&spec.wait);
-        let reg = Registration {
-            global: c.global,
-            waiter: w.clone(),
-            db: c.db,
-            parts: groups
-                .iter()
-                .map(|(s, idx)| (*s, idx.iter().map(|&i| spec.wait[i].to_vec()).collect()))
-                .collect(),
-        };
-        for (shard, keys) in reg.parts.clone() {
-            let w = w.clone();
-            tx.run(shard, move |ctx| {
-                for k in &keys {
-                    ctx.db().add_waiter(k, w.clone());
-                }
-            })
-            .await;
-        }
-        c.info.borrow_mut().blocked = Some(w.clone());
-        drop(tx);
-        let outcome = wait(rx, &w, deadline, fd).await;
-        c.info.borrow_mut().blocked = None;
-        drop(reg);
-        match outcome {
-            Some(Wake::Reply(r)) => return r,
-            Some(Wake::Retry) => continue,
-            None => return spec.timeout_reply,
-        }
-    }
-}
-
-/// Waits for the waiter's outcome; `None` when the deadline passed or the
-/// client went away (and this side won the claim).
-async fn wait(
-    mut rx: oneshot::Receiver<Wake>,
-    w: &Waiter,
-    deadline: Option<Instant>,
-    fd: i32,
-) -> Option<Wake> {
-    use futures::FutureExt;
-    let mut tick = CLOSE_CHECK;
-    loop {
-        if let Some(d) = deadline {
-            tick = tick.min(d.saturating_duration_since(Instant::now()));
-        }
-        let mut sleep = Box::pin(glommio::timer::sleep(tick).fuse());
-        futures::select_biased! {
-            wake = (&mut rx).fuse() => return wake.ok(),
-            _ = sleep => {}
-        }
-        tick = CLOSE_CHECK;
-        let expired = deadline.is_some_and(|d| Instant::now() >= d);
-        if !(expired || peer_closed(fd)) {
-            continue;
-        }
-        if w.try_claim() {
-            return None;
-        }
-        if w.is_claimed() {
-            // Served (or unblocked) meanwhile: the outcome is on its way.
-            return rx.await.ok();
-        }
-        // A shard is trying to serve it right now: look again shortly.
-        tick = Duration::from_millis(1);
-    }
-}
-
-/// How often a blocked client's socket is checked for a hang-up.
-const CLOSE_CHECK: Duration = Duration::from_millis(100);
-
 /// True if the peer closed the connection (a non-blocking peek reads EOF).
-fn peer_closed(fd: i32) -> bool {
+pub fn peer_closed(fd: i32) -> bool {
     let mut b = [0u8; 1];
     // SAFETY: peeking one byte into a local buffer on an open socket.
     let n = unsafe {
@@ -485,42 +268,6 @@ fn peer_closed(fd: i32) -> bool {
         )
     };
     n == 0
-}
-
-/// A waiter's queue entries; removed from every shard when dropped, and the
-/// waiter claimed so no shard serves a client that stopped waiting.
-struct Registration {
-    global: &'static super::Global,
-    waiter: Arc<Waiter>,
-    db: usize,
-    parts: Vec<(usize, Vec<Vec<u8>>)>,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.waiter.try_claim();
-        for (shard, keys) in std::mem::take(&mut self.parts) {
-            let db = self.db;
-            let w = self.waiter.clone();
-            // Removes this registration's entries only: the same client may
-            // already wait again under a new registration.
-            self.global.post(
-                shard,
-                Box::new(move || {
-                    super::with_shard(|s| {
-                        for k in &keys {
-                            if let Some(q) = s.dbs[db].blocked.get_mut(&k[..]) {
-                                q.retain(|x| !Arc::ptr_eq(x, &w));
-                                if q.is_empty() {
-                                    s.dbs[db].blocked.remove(&k[..]);
-                                }
-                            }
-                        }
-                    })
-                }),
-            );
-        }
-    }
 }
 
 /// CLIENT UNBLOCK: ends a client's wait with its timeout reply, or with an
@@ -541,36 +288,4 @@ pub fn unblock(w: &Waiter, with_error: bool) -> bool {
     };
     w.finish(Wake::Reply(reply));
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_timeout;
-
-    fn ms(s: &str) -> Result<Option<u64>, String> {
-        parse_timeout(s.as_bytes())
-            .map(|d| d.map(|d| d.as_millis() as u64))
-            .map_err(|e| format!("{e:?}"))
-    }
-
-    #[test]
-    fn timeouts_round_like_redis() {
-        assert_eq!(ms("0"), Ok(None));
-        assert_eq!(ms("-0"), Ok(None));
-        assert_eq!(ms("1"), Ok(Some(1000)));
-        assert_eq!(ms("0.01"), Ok(Some(10)));
-        assert_eq!(ms("0.0001"), Ok(Some(1)));
-        assert_eq!(ms("1e-400"), Ok(Some(1)));
-        assert_eq!(ms("-1e-400"), Ok(None));
-        assert_eq!(ms("-0.0009"), Ok(None));
-        // -0.001L * 1000 rounds to just above -1 in long double.
-        assert_eq!(ms("-0.001"), Ok(None));
-        assert_eq!(ms("0x10"), Ok(Some(16000)));
-        assert_eq!(ms("1.5"), Ok(Some(1500)));
-        assert!(ms("-0.002").is_err());
-        assert!(ms("inf").is_err());
-        assert!(ms("1e400").is_err());
-        assert!(ms("9.3e15").is_err());
-        assert_eq!(ms("9.2e15"), Ok(Some(9_200_000_000_000_000_000)));
-    }
 }

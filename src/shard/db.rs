@@ -8,6 +8,7 @@ use super::blocking::Waiter;
 use super::dict::Dict;
 use super::expiry::{Cycle, Wheel};
 use super::value::{Entry, SmallBytes, Value};
+use super::watch::{WatchFlag, Watcher};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct Db {
     pub blocked: HashMap<Vec<u8>, VecDeque<Arc<Waiter>>>,
     /// Blocked-on keys written since the shard last served them.
     ready: Vec<Vec<u8>>,
+    /// Clients watching keys of this database (WATCH), per key.
+    watched: HashMap<Vec<u8>, Vec<Watcher>>,
 }
 
 thread_local! {
@@ -71,6 +74,100 @@ pub fn take_any_ready() -> bool {
 }
 
 impl Db {
+    /// Raises the flags of the clients watching `key`, which was just
+    /// written or deleted.
+    #[inline]
+    fn touch_watched(&mut self, key: &[u8]) {
+        if self.watched.is_empty() {
+            return;
+        }
+        let Some(ws) = self.watched.get_mut(key) else {
+            return;
+        };
+        let stored = self.dict.get(key).is_some();
+        for w in ws {
+            if w.expired && !stored {
+                // The expired key was deleted: no logical change.
+                w.expired = false;
+                continue;
+            }
+            w.flag.raise();
+        }
+    }
+
+    /// FLUSHDB / FLUSHALL / SWAPDB: raises the flags of the clients watching
+    /// keys that this database holds, or that `replaced_with` will put in
+    /// its place (as Redis's `touchAllWatchedKeysInDb`).
+    pub fn touch_all_watched(&mut self, replaced_with: Option<&Db>, now_ms: u64) {
+        for (key, ws) in self.watched.iter_mut() {
+            let here = self.dict.get(key).is_some();
+            let there = replaced_with.and_then(|d| d.dict.get(key));
+            if !here && there.is_none() {
+                continue;
+            }
+            let there_expired = there.is_some_and(|e| Self::is_expired(e, now_ms));
+            for w in ws.iter_mut() {
+                if w.expired {
+                    if there.is_none() {
+                        w.expired = false;
+                        continue;
+                    }
+                    if there_expired {
+                        continue;
+                    }
+                } else if !here && there_expired {
+                    w.expired = true;
+                    continue;
+                }
+                w.flag.raise();
+            }
+        }
+    }
+
+    /// WATCH: registers `flag` on `key`.
+    pub fn watch(&mut self, key: &[u8], flag: Arc<WatchFlag>, now_ms: u64) {
+        let expired = self
+            .dict
+            .get(key)
+            .is_some_and(|e| Self::is_expired(e, now_ms));
+        self.watched
+            .entry(key.to_vec())
+            .or_default()
+            .push(Watcher { flag, expired });
+    }
+
+    /// Unregisters `flag` from `key`.
+    pub fn unwatch(&mut self, key: &[u8], flag: &Arc<WatchFlag>) {
+        if let Some(ws) = self.watched.get_mut(key) {
+            ws.retain(|w| !Arc::ptr_eq(&w.flag, flag));
+            if ws.is_empty() {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// At EXEC: unregisters `flag` from `key` and returns true if the key
+    /// expired since it was watched (which fails the EXEC, as in Redis 7.0).
+    pub fn unwatch_expired(&mut self, key: &[u8], flag: &Arc<WatchFlag>, now_ms: u64) -> bool {
+        let was_expired = self
+            .watched
+            .get(key)
+            .and_then(|ws| ws.iter().find(|w| Arc::ptr_eq(&w.flag, flag)))
+            .is_some_and(|w| w.expired);
+        self.unwatch(key, flag);
+        !was_expired
+            && self
+                .dict
+                .get(key)
+                .is_some_and(|e| Self::is_expired(e, now_ms))
+    }
+
+    /// Hands the watchers of this database to `other` and takes its own
+    /// (SWAPDB swaps data, while watchers stay with the database number).
+    pub fn swap_watchers(&mut self, other: &mut Db) {
+        std::mem::swap(&mut self.watched, &mut other.watched);
+    }
+
     /// Notes that `key` was written, so clients blocked on it get served.
     #[inline]
     pub fn mark_ready(&mut self, key: &[u8]) {
@@ -173,6 +270,7 @@ impl Db {
     pub fn lookup_write(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
         self.expire_if_needed(key, now_ms);
         self.mark_ready(key);
+        self.touch_watched(key);
         let e = self.dict.get_mut(key)?;
         super::evict::touch(&mut e.lru, now_ms);
         self.dirty += 1;
@@ -230,6 +328,7 @@ impl Db {
             }
         }
         self.after_insert(seg, expire_at, now_ms);
+        self.touch_watched(key);
         old.filter(|o| !Self::is_expired(o, now_ms))
     }
 
@@ -242,7 +341,11 @@ impl Db {
         let exp = entry.expire_at;
         self.dirty += 1;
         let seg = self.segment_for(&entry.key, exp);
+        let key = (!self.watched.is_empty()).then(|| entry.key.to_vec());
         let old = self.dict.insert(entry);
+        if let Some(k) = key {
+            self.touch_watched(&k);
+        }
         if let Some(o) = &old {
             self.untrack(o.expire_at);
         }
@@ -256,6 +359,7 @@ impl Db {
         if let Some(e) = self.dict.get_mut(key) {
             e.value = value;
             self.dirty += 1;
+            self.touch_watched(key);
         }
     }
 
@@ -263,6 +367,7 @@ impl Db {
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let e = self.dict.remove(key)?;
         self.untrack(e.expire_at);
+        self.touch_watched(key);
         Some(e)
     }
 
@@ -285,6 +390,7 @@ impl Db {
         };
         let old = std::mem::replace(&mut e.expire_at, expire_at);
         self.dirty += 1;
+        self.touch_watched(key);
         self.untrack(old);
         self.track(expire_at);
         if expire_at != 0 {
@@ -334,6 +440,9 @@ impl Db {
 
     /// Removes every key. A running snapshot first saves what it still needs.
     pub fn clear(&mut self) -> Dict {
+        if !self.watched.is_empty() {
+            self.touch_all_watched(None, super::unix_ms());
+        }
         self.dict.snapshot_finish();
         self.dirty += self.dict.len() as u64;
         self.expires = 0;
@@ -346,8 +455,17 @@ impl Db {
     /// `deadline` (see [`super::expiry`]).
     pub fn active_expire(&mut self, now_ms: u64, deadline: std::time::Instant) -> Cycle {
         let mut gone_sum = 0u128;
+        let watched = &mut self.watched;
         let cycle = self.wheel.run(&mut self.dict, now_ms, deadline, |e| {
             gone_sum += e.expire_at as u128;
+            // Deleting a key expired before it was watched changes nothing.
+            if let Some(ws) = watched.get_mut(e.key.as_slice()) {
+                for w in ws {
+                    if !std::mem::take(&mut w.expired) {
+                        w.flag.raise();
+                    }
+                }
+            }
         });
         self.expires -= cycle.removed;
         self.expire_sum -= gone_sum;

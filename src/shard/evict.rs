@@ -50,9 +50,8 @@ const WINDOW_BIT: u32 = 1 << 31;
 /// Slots of the eviction pool (Redis's `EVPOOL_SIZE`).
 const POOL_SIZE: usize = 16;
 /// The OOM error.
-pub const OOM: crate::server::resp::Reply = crate::server::resp::Reply::StaticError(
-    "OOM command not allowed when used memory > 'maxmemory'.",
-);
+pub const OOM: crate::reply::Reply =
+    crate::reply::Reply::StaticError("OOM command not allowed when used memory > 'maxmemory'.");
 
 /// A maxmemory policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,14 +9,30 @@
 //! Locks are exclusive and per `(db, key)`; a whole-shard lock serves
 //! commands such as SWAPDB and FLUSHALL. The common case, no lock held, costs
 //! one `is_empty` check per command.
+//!
+//! A lock never blocks its own transaction: the commands an EXEC or a script
+//! runs pass its [`TxId`] and treat what it holds as free.
 
+use super::Global;
+use futures::channel::oneshot;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-/// A transaction id, unique within the process.
+/// A transaction id, unique within the process; [`NO_TX`] for a command
+/// that runs outside any transaction.
 pub type TxId = u64;
+
+/// The id of no transaction.
+pub const NO_TX: TxId = 0;
+
+static NEXT_TX: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh transaction id.
+pub fn next_tx_id() -> TxId {
+    NEXT_TX.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// What a transaction locks on one shard.
 #[derive(Clone, Debug)]
@@ -43,20 +59,31 @@ impl Locks {
         self.owned.is_empty()
     }
 
-    /// True when a command outside any transaction may touch these keys now.
-    pub fn keys_free<'a>(&self, db: usize, mut keys: impl Iterator<Item = &'a [u8]>) -> bool {
+    /// True when a command of transaction `tx` (or of none, [`NO_TX`]) may
+    /// touch these keys now: no other transaction holds them.
+    pub fn keys_free<'a>(
+        &self,
+        tx: TxId,
+        db: usize,
+        mut keys: impl Iterator<Item = &'a [u8]>,
+    ) -> bool {
         if self.is_empty() {
             return true;
         }
-        if self.whole.is_some() {
-            return false;
+        if let Some(w) = self.whole {
+            return w == tx;
         }
-        keys.all(|k| !self.keys.contains_key(&(db, k.to_vec())))
+        keys.all(|k| {
+            self.keys
+                .get(&(db, k.to_vec()))
+                .is_none_or(|&owner| owner == tx)
+        })
     }
 
-    /// True when the whole shard may be used (no lock at all).
-    pub fn shard_free(&self) -> bool {
-        self.is_empty()
+    /// True when `tx` may use the whole shard: no other transaction holds
+    /// anything on it.
+    pub fn shard_free(&self, tx: TxId) -> bool {
+        self.owned.keys().all(|&owner| owner == tx)
     }
 
     fn try_acquire(&mut self, tx: TxId, set: &LockSet) -> bool {
@@ -133,13 +160,14 @@ impl Future for Acquire {
     }
 }
 
-/// Waits until no lock covers these keys (or, with `None`, until the shard
-/// holds no lock at all).
-pub fn wait_free(db: usize, keys: Option<Vec<Vec<u8>>>) -> impl Future<Output = ()> {
-    WaitFree { db, keys }
+/// Waits until no lock of another transaction than `tx` covers these keys
+/// (or, with `None`, the shard).
+pub fn wait_free(tx: TxId, db: usize, keys: Option<Vec<Vec<u8>>>) -> impl Future<Output = ()> {
+    WaitFree { tx, db, keys }
 }
 
 struct WaitFree {
+    tx: TxId,
     db: usize,
     keys: Option<Vec<Vec<u8>>>,
 }
@@ -149,10 +177,11 @@ impl Future for WaitFree {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         super::with_shard(|s| {
             let free = match &self.keys {
-                Some(keys) => s
-                    .locks
-                    .keys_free(self.db, keys.iter().map(|k| k.as_slice())),
-                None => s.locks.shard_free(),
+                Some(keys) => {
+                    s.locks
+                        .keys_free(self.tx, self.db, keys.iter().map(|k| k.as_slice()))
+                }
+                None => s.locks.shard_free(self.tx),
             };
             if free {
                 Poll::Ready(())
@@ -161,5 +190,72 @@ impl Future for WaitFree {
                 Poll::Pending
             }
         })
+    }
+}
+
+/// Locks held by one transaction on a set of shards, released on drop.
+pub struct Held {
+    global: &'static Global,
+    id: TxId,
+    shards: Vec<usize>,
+}
+
+impl Held {
+    /// The transaction holding the locks.
+    pub fn id(&self) -> TxId {
+        self.id
+    }
+}
+
+/// Locks `sets` for transaction `id`, one shard at a time in the given
+/// (ascending) order, so that two transactions never wait on each other in
+/// a cycle.
+pub async fn lock(global: &'static Global, id: TxId, sets: Vec<(usize, LockSet)>) -> Held {
+    let mut held = Held {
+        global,
+        id,
+        shards: Vec::with_capacity(sets.len()),
+    };
+    for (s, set) in sets {
+        let (done, granted) = oneshot::channel::<()>();
+        let job = move || {
+            glommio::spawn_local(async move {
+                acquire(id, set).await;
+                // The coordinator gave up (its client left): let go at once.
+                if done.send(()).is_err() {
+                    super::with_shard(|sh| sh.locks.release(id));
+                }
+            })
+            .detach();
+        };
+        if super::current_shard_id() == Some(s) {
+            job();
+        } else {
+            global.post(s, Box::new(job));
+        }
+        granted.await.expect("shard stopped while locking");
+        held.shards.push(s);
+    }
+    held
+}
+
+/// Locks every shard whole, in order, for a server-wide operation (a save).
+pub async fn lock_all_shards(global: &'static Global) -> Held {
+    let sets = (0..global.nshards).map(|s| (s, LockSet::All)).collect();
+    lock(global, next_tx_id(), sets).await
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for &s in &self.shards {
+            let id = self.id;
+            let release: super::Task =
+                Box::new(move || super::with_shard(|sh| sh.locks.release(id)));
+            if super::current_shard_id() == Some(s) {
+                release();
+            } else {
+                self.global.post(s, release);
+            }
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! but the read-mostly [`Global`].
 
 pub mod blocking;
+pub mod clients;
+pub mod ctx;
 pub mod db;
 pub mod dict;
 pub mod evict;
@@ -16,10 +18,12 @@ pub mod hop;
 pub mod lazyfree;
 pub mod locks;
 pub mod routing;
+pub mod scripts;
 pub mod value;
+pub mod watch;
 
 use crate::config::Config;
-use crate::server::client::ClientInfo;
+use clients::ClientInfo;
 use db::Db;
 use futures::channel::{mpsc, oneshot};
 use locks::Locks;
@@ -69,6 +73,8 @@ pub struct Global {
     pub aof: crate::persistence::aof::AofState,
     /// Each shard's memory counter as last published (see [`evict`]).
     pub used: Vec<evict::MemSlot>,
+    /// Cached scripts, function libraries, and running scripts.
+    pub scripts: scripts::Registry,
 }
 
 impl Global {
@@ -99,6 +105,7 @@ impl Global {
             rdb: Default::default(),
             aof: crate::persistence::aof::AofState::new(nshards),
             used: (0..nshards).map(|_| evict::MemSlot::default()).collect(),
+            scripts: scripts::Registry::new(nshards),
         };
         (g, rxs)
     }

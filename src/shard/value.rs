@@ -105,7 +105,7 @@ impl Value {
     /// Stores a string value, as an integer when it round-trips.
     pub fn from_bytes(b: &[u8]) -> Value {
         if b.len() <= 20
-            && let Some(n) = crate::server::resp::parse_i64(b)
+            && let Some(n) = crate::parse::parse_i64(b)
         {
             return Value::Int(n);
         }

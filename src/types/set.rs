@@ -102,7 +102,7 @@ impl SetValue {
     /// True if `m` is a member.
     pub fn contains(&self, m: &[u8]) -> bool {
         match self {
-            SetValue::Intset(v) => crate::server::resp::parse_i64(m).is_some_and(|n| v.contains(n)),
+            SetValue::Intset(v) => crate::parse::parse_i64(m).is_some_and(|n| v.contains(n)),
             SetValue::Listpack(l) => l.find(m).is_some(),
             SetValue::Table(t) => t.contains(m),
         }
@@ -113,7 +113,7 @@ impl SetValue {
     pub fn add(&mut self, m: &[u8], lim: &SetLimits) -> bool {
         match self {
             SetValue::Intset(v) => {
-                if let Some(n) = crate::server::resp::parse_i64(m) {
+                if let Some(n) = crate::parse::parse_i64(m) {
                     if !v.insert(n) {
                         return false;
                     }
@@ -166,7 +166,7 @@ impl SetValue {
     /// Removes `m`; returns false if it was not a member. Never converts.
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match self {
-            SetValue::Intset(v) => crate::server::resp::parse_i64(m).is_some_and(|n| v.remove(n)),
+            SetValue::Intset(v) => crate::parse::parse_i64(m).is_some_and(|n| v.remove(n)),
             SetValue::Listpack(l) => match l.find(m) {
                 Some(range) => {
                     l.remove_range(range);

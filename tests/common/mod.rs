@@ -470,7 +470,7 @@ pub fn parse_script(text: &str) -> Vec<Step> {
         } else {
             (Mode::Exact, line)
         };
-        let args = ringkv::server::resp::split_args(rest.as_bytes())
+        let args = ringkv::parse::split_args(rest.as_bytes())
             .unwrap_or_else(|| panic!("line {}: unbalanced quotes", i + 1));
         steps.push(Step {
             line: i + 1,
@@ -546,4 +546,28 @@ pub fn diff_script(
         }
     }
     failures
+}
+
+/// Runs tests/clients/redis_py.py against `port` with the given parts, using
+/// the redis-py that tests/run.sh installs in target/clients-venv.
+pub fn redis_py(port: u16, parts: &[&str]) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/clients-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/run.sh, which installs redis-py",
+        python.display()
+    );
+    let out = Command::new(python)
+        .arg(root.join("tests/clients/redis_py.py"))
+        .arg(port.to_string())
+        .args(parts)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "redis-py {parts:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
