@@ -22,6 +22,7 @@ pub mod glob;
 #[cfg(feature = "memorystore-client")]
 pub mod memorystore;
 pub mod persistence;
+pub mod scripting;
 pub mod server;
 pub mod shard;
 pub mod types;
