@@ -537,7 +537,10 @@ impl Parser<'_> {
             let c = self.at(self.pos);
             match c {
                 b'"' => break,
-                0 => return Tok::Error("unexpected end of string"),
+                0 => {
+                    self.tok_at = self.pos;
+                    return Tok::Error("unexpected end of string");
+                }
                 b'\\' => {
                     let e = match self.at(self.pos + 1) {
                         b'"' => b'"',
@@ -552,9 +555,14 @@ impl Parser<'_> {
                             if self.unicode_escape() {
                                 continue;
                             }
+                            // String errors point inside the string.
+                            self.tok_at = self.pos;
                             return Tok::Error("invalid unicode escape code");
                         }
-                        _ => return Tok::Error("invalid escape code"),
+                        _ => {
+                            self.tok_at = self.pos;
+                            return Tok::Error("invalid escape code");
+                        }
                     };
                     self.s.push(e);
                     self.pos += 2;

@@ -266,10 +266,9 @@ unsafe extern "C-unwind" fn unpack(l: L) -> c_int {
         let mut ld = 0usize;
         let data = luaL_checklstring(l, 2, &mut ld);
         let data = std::slice::from_raw_parts(data as *const u8, ld);
+        // Redis's check of the offset is on an unsigned value, so a bad one
+        // surfaces as "data string too short".
         let mut pos = (luaL_optinteger(l, 3, 1) as usize).wrapping_sub(1);
-        if pos > ld {
-            luaL_argerror(l, 3, c"offset must be 1 or greater".as_ptr());
-        }
         let mut h = Header::new();
         let mut n = 0;
         while let Some(opt) = f.next() {
@@ -345,7 +344,7 @@ unsafe extern "C-unwind" fn size(l: L) -> c_int {
             let size = f.optsize(l, opt);
             pos = pos.wrapping_add(gettoalign(pos, &h, opt, size));
             if opt == b's' {
-                luaL_argerror(l, 1, c"options 's' has no fixed size".as_ptr());
+                luaL_argerror(l, 1, c"option 's' has no fixed size".as_ptr());
             } else if opt == b'c' && size == 0 {
                 luaL_argerror(l, 1, c"option 'c0' has no fixed size".as_ptr());
             }
