@@ -166,20 +166,26 @@ pub(crate) fn c_double_to_i64(d: f64) -> i64 {
     }
 }
 
+/// Deepest nesting converted from a script's return value. Redis stops
+/// where the Lua stack ends (about 8000 levels); replies are converted,
+/// encoded and dropped recursively in Rust, so a lower limit keeps them
+/// within a thread's stack. Deeper values get the same error element.
+const MAX_DEPTH: usize = 1000;
+
 /// Converts and pops the value on top of the stack, the return value of a
 /// script. `script_resp3` is the protocol the script selected.
 pub(crate) unsafe fn lua_to_reply(l: L, script_resp3: bool) -> Reply {
     unsafe {
-        let r = value(l, script_resp3);
+        let r = value(l, script_resp3, 0);
         lua_pop(l, 1);
         r
     }
 }
 
 /// Converts the value on top of the stack without popping it.
-unsafe fn value(l: L, resp3: bool) -> Reply {
+unsafe fn value(l: L, resp3: bool, depth: usize) -> Reply {
     unsafe {
-        if lua_checkstack(l, 4) == 0 {
+        if depth > MAX_DEPTH || lua_checkstack(l, 4) == 0 {
             return Reply::StaticError("ERR reached lua stack limit");
         }
         match lua_type(l, -1) {
@@ -193,7 +199,7 @@ unsafe fn value(l: L, resp3: bool) -> Reply {
                 }
             }
             LUA_TNUMBER => Reply::Int(c_double_to_i64(lua_tonumber(l, -1))),
-            LUA_TTABLE => table(l, resp3),
+            LUA_TTABLE => table(l, resp3, depth + 1),
             _ => Reply::Nil,
         }
     }
@@ -212,7 +218,7 @@ unsafe fn field(l: L, k: &std::ffi::CStr, ty: c_int) -> bool {
     }
 }
 
-unsafe fn table(l: L, resp3: bool) -> Reply {
+unsafe fn table(l: L, resp3: bool, depth: usize) -> Reply {
     unsafe {
         if field(l, c"err", LUA_TSTRING) {
             let text = to_bytes(l, -1).unwrap_or_default().to_vec();
@@ -246,16 +252,16 @@ unsafe fn table(l: L, resp3: bool) -> Reply {
         if field(l, c"verbatim_string", LUA_TTABLE) {
             if field(l, c"format", LUA_TSTRING) {
                 let is_txt = to_bytes(l, -1).unwrap_or_default().starts_with(b"txt");
+                lua_pop(l, 1);
                 if field(l, c"string", LUA_TSTRING) {
                     let s = to_bytes(l, -1).unwrap_or_default().to_vec();
-                    lua_pop(l, 3);
+                    lua_pop(l, 2);
                     return match String::from_utf8(s) {
                         Ok(s) if is_txt => Reply::Verbatim(s),
                         Ok(s) => Reply::Bulk(s.into()),
                         Err(e) => Reply::Bulk(e.into_bytes().into()),
                     };
                 }
-                lua_pop(l, 1);
             }
             lua_pop(l, 1);
         }
@@ -264,9 +270,9 @@ unsafe fn table(l: L, resp3: bool) -> Reply {
             lua_pushnil(l);
             while lua_next(l, -2) != 0 {
                 lua_pushvalue(l, -2);
-                let k = value(l, resp3);
+                let k = value(l, resp3, depth);
                 lua_pop(l, 1);
-                let v = value(l, resp3);
+                let v = value(l, resp3, depth);
                 lua_pop(l, 1);
                 pairs.push((k, v));
             }
@@ -278,7 +284,7 @@ unsafe fn table(l: L, resp3: bool) -> Reply {
             lua_pushnil(l);
             while lua_next(l, -2) != 0 {
                 lua_pop(l, 1);
-                items.push(value(l, resp3));
+                items.push(value(l, resp3, depth));
             }
             lua_pop(l, 1);
             return Reply::Set(items);
@@ -290,7 +296,7 @@ unsafe fn table(l: L, resp3: bool) -> Reply {
                 lua_pop(l, 1);
                 break;
             }
-            items.push(value(l, resp3));
+            items.push(value(l, resp3, depth));
             lua_pop(l, 1);
             j += 1;
         }

@@ -16,7 +16,7 @@ use crate::server::resp::{Reply, split_args};
 /// How long library code may run at FUNCTION LOAD (Redis's 500 ms).
 const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
 
-const BAD_NAME: &str = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long";
+pub(crate) const BAD_NAME: &str = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long";
 
 /// A function as FUNCTION LIST shows it.
 #[derive(Clone, Debug, PartialEq)]
