@@ -159,7 +159,9 @@ fn parse_double(s: &str) -> f64 {
 /// C's `(long long)d` on x86-64: NaN and out-of-range values become
 /// `i64::MIN` instead of saturating.
 pub(crate) fn c_double_to_i64(d: f64) -> i64 {
-    if d.is_nan() || d >= 9.223_372_036_854_775_808e18 || d < -9.223_372_036_854_775_808e18 {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    // NaN is in no range.
+    if !(-TWO_63..TWO_63).contains(&d) {
         i64::MIN
     } else {
         d as i64
