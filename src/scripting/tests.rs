@@ -221,6 +221,17 @@ fn sandbox_globals() {
         bulk("[string \"\x1bLuaQ\"]:1: unexpected symbol near 'char(27)'")
     );
     assert_eq!(
+        eval(
+            "local s = string.dump(function() return 1 end) local i = 0 return select(2, load(function() i = i + 1 if i == 1 then return s end return nil end))"
+        ),
+        bulk("(load):1: unexpected symbol near 'char(27)'")
+    );
+    assert_eq!(eval("return loadstring('return 1 + 1')()"), Reply::Int(2));
+    assert_eq!(
+        eval("local f = load(function() return nil end) return type(f)"),
+        bulk("function")
+    );
+    assert_eq!(
         eval("return {pcall()}"),
         Reply::Array(vec![Reply::Nil, bulk("attempt to call a boolean value")])
     );
