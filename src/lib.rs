@@ -27,6 +27,7 @@ pub mod memorystore;
 pub mod parse;
 pub mod persistence;
 pub mod reply;
+pub mod scripting;
 pub mod server;
 pub mod shard;
 pub mod transaction;
