@@ -10,7 +10,7 @@
 //! `redis.log` and the version fields. Both interpreters have Redis's
 //! sandbox: read-only globals and library tables, no `io`/`os`/`print`/
 //! `loadfile`/`dofile`, no bytecode loading, Redis's `math.random`, and the
-//! `cjson`, `struct` and `bit` libraries.
+//! `cjson`, `struct`, `cmsgpack` and `bit` libraries.
 //!
 //! Replies are protocol-independent [`Reply`] values: a script's return
 //! value is converted once (its booleans follow the protocol the script

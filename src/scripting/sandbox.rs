@@ -206,8 +206,9 @@ pub(crate) unsafe fn protect_globals(l: L) {
     }
 }
 
-/// If the value at `idx` is a proxy, replaces it with its real table.
-unsafe fn unwrap_proxy(l: L, idx: c_int) -> bool {
+/// If the value at `idx` is a proxy, replaces it with its real table. Uses
+/// two free stack slots.
+pub(crate) unsafe fn unwrap_proxy(l: L, idx: c_int) -> bool {
     unsafe {
         if lua_type(l, idx) != LUA_TTABLE {
             return false;

@@ -188,7 +188,7 @@ fn sandbox_globals() {
             "local t = {} for k,v in pairs(_G) do t[#t+1]=k end table.sort(t) return table.concat(t, ' ')"
         ),
         bulk(
-            "ARGV KEYS _G _VERSION __redis__err__handler assert bit cjson collectgarbage coroutine error gcinfo getmetatable ipairs load loadstring math next pairs pcall rawequal rawget rawset redis select setmetatable string struct table tonumber tostring type unpack xpcall"
+            "ARGV KEYS _G _VERSION __redis__err__handler assert bit cjson cmsgpack collectgarbage coroutine error gcinfo getmetatable ipairs load loadstring math next pairs pcall rawequal rawget rawset redis select setmetatable string struct table tonumber tostring type unpack xpcall"
         )
     );
     assert_eq!(
@@ -493,6 +493,404 @@ fn cjson_library() {
             err_of(body)
         );
     }
+}
+
+#[test]
+fn cmsgpack_pack() {
+    let b = |s: &[u8]| Reply::Bulk(Bytes::copy_from_slice(s));
+    for (body, out) in [
+        ("return cmsgpack.pack({1,2,3})", &b"\x93\x01\x02\x03"[..]),
+        // Integers take the smallest type.
+        (
+            "return cmsgpack.pack(-33, -32, -1, 0, 127, 128, 255, 256, 65535, 65536, 2^32-1, 2^32)",
+            b"\xd0\xdf\xe0\xff\x00\x7f\xcc\x80\xcc\xff\xcd\x01\x00\xcd\xff\xff\xce\x00\x01\x00\x00\xce\xff\xff\xff\xff\xcf\x00\x00\x00\x01\x00\x00\x00\x00",
+        ),
+        (
+            "return cmsgpack.pack(-128, -129, -32768, -32769, -2^31, -2^31-1)",
+            b"\xd0\x80\xd1\xff\x7f\xd1\x80\x00\xd2\xff\xff\x7f\xff\xd2\x80\x00\x00\x00\xd3\xff\xff\xff\xff\x7f\xff\xff\xff",
+        ),
+        ("return cmsgpack.pack(2^40)", b"\xcf\x00\x00\x01\x00\x00\x00\x00\x00"),
+        ("return cmsgpack.pack(2^53+1)", b"\xcf\x00\x20\x00\x00\x00\x00\x00\x00"),
+        ("return cmsgpack.pack(-2^63)", b"\xd3\x80\x00\x00\x00\x00\x00\x00\x00"),
+        ("return cmsgpack.pack(-0.0)", b"\x00"),
+        // Other numbers: float32 when lossless, else float64.
+        ("return cmsgpack.pack(1.5)", b"\xca\x3f\xc0\x00\x00"),
+        ("return cmsgpack.pack(0.1)", b"\xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a"),
+        ("return cmsgpack.pack(2^63)", b"\xca\x5f\x00\x00\x00"),
+        ("return cmsgpack.pack(2^64)", b"\xca\x5f\x80\x00\x00"),
+        (
+            "return cmsgpack.pack(-2^63-4096)",
+            b"\xcb\xc3\xe0\x00\x00\x00\x00\x00\x02",
+        ),
+        ("return cmsgpack.pack(1/0, -1/0)", b"\xca\x7f\x80\x00\x00\xca\xff\x80\x00\x00"),
+        ("return cmsgpack.pack(0/0)", b"\xcb\xff\xf8\x00\x00\x00\x00\x00\x00"),
+        ("return cmsgpack.pack(2^-149)", b"\xca\x00\x00\x00\x01"),
+        ("return cmsgpack.pack(true, false, nil)", b"\xc3\xc2\xc0"),
+        (
+            "return cmsgpack.pack(function() end, coroutine.create(function() end), cmsgpack.null)",
+            b"\xc0\xc0\xc0",
+        ),
+        ("return cmsgpack.pack('abc', '')", b"\xa3abc\xa0"),
+        // Tables are arrays when their keys are exactly 1..n, else maps.
+        (
+            "return cmsgpack.pack({}, {a=1}, {1,nil,3}, {[0]=1}, {[1.5]=1}, {1,2,x=3})",
+            b"\x90\x81\xa1a\x01\x82\x01\x01\x03\x03\x81\x00\x01\x81\xca\x3f\xc0\x00\x00\x01\x83\x01\x01\x02\x02\xa1x\x03",
+        ),
+        (
+            "return cmsgpack.pack({[2^31]=1}, {[-1]=1}, {['1']=1})",
+            b"\x81\xce\x80\x00\x00\x00\x01\x81\xff\x01\x81\xa11\x01",
+        ),
+        (
+            "local t = {} for i=1,16 do t[i]=i end return cmsgpack.pack(t)",
+            b"\xdc\x00\x10\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10",
+        ),
+        (
+            "local t = {} for i=1,65536 do t[i]=0 end return cmsgpack.pack(t):sub(1,6)",
+            b"\xdd\x00\x01\x00\x00\x00",
+        ),
+        (
+            "local t = {} for i=1,16 do t['k'..i]=i end return cmsgpack.pack(t):sub(1,4)",
+            b"\xde\x00\x10\xa3",
+        ),
+        (
+            "local t = {} for i=1,65536 do t['k'..i]=i end return cmsgpack.pack(t):sub(1,6)",
+            b"\xdf\x00\x01\x00\x00\xa6",
+        ),
+        // Tables below 16 levels are packed as nil, which also stops cycles.
+        (
+            "local t = {} t[1] = t return cmsgpack.pack(t)",
+            b"\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\xc0",
+        ),
+        (
+            "local t = {} t[t] = 1 return cmsgpack.pack(t)",
+            b"\x81\x81\x81\x81\x81\x81\x81\x81\x81\x81\x81\x81\x81\x81\x81\x81\xc0\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01",
+        ),
+        // Library tables are packed with their contents.
+        ("return cmsgpack.pack({{string}}):sub(1,3)", b"\x91\x91\x8f"),
+        (
+            "return cmsgpack._NAME .. ' ' .. cmsgpack._VERSION .. ' ' .. cmsgpack._COPYRIGHT .. ' ' .. cmsgpack._DESCRIPTION",
+            b"cmsgpack lua-cmsgpack 0.4.0 Copyright (C) 2012, Salvatore Sanfilippo MessagePack C implementation for Lua",
+        ),
+    ] {
+        assert_eq!(eval(body), b(out), "{body}");
+    }
+    // Strings: fixstr, str8, str16, str32.
+    for (len, head) in [
+        (31, &b"\xbfx"[..]),
+        (32, b"\xd9\x20x"),
+        (255, b"\xd9\xffx"),
+        (256, b"\xda\x01\x00x"),
+        (65535, b"\xda\xff\xffx"),
+        (65536, b"\xdb\x00\x01\x00\x00x"),
+    ] {
+        let body = format!(
+            "local s = cmsgpack.pack(string.rep('x', {len})) return {{#s, s:sub(1, {})}}",
+            head.len()
+        );
+        assert_eq!(
+            eval(&body),
+            Reply::Array(vec![Reply::Int((len + head.len() - 1) as i64), b(head)]),
+            "{len}"
+        );
+    }
+    assert_eq!(
+        eval(
+            "local t = {} for k in pairs(cmsgpack) do t[#t+1] = k end table.sort(t) return table.concat(t, ' ')"
+        ),
+        bulk("_COPYRIGHT _DESCRIPTION _NAME _VERSION pack unpack unpack_limit unpack_one")
+    );
+    // Each argument takes stack slots: 4000 fit, then tables need more.
+    assert_eq!(
+        eval(
+            "local a = {} for i = 1, 3999 do a[i] = 1 end a[3999] = {1} return #cmsgpack.pack(unpack(a))"
+        ),
+        Reply::Int(4000)
+    );
+    for (body, msg) in [
+        (
+            "return cmsgpack.pack()",
+            "bad argument #0 to 'pack' (MessagePack pack needs input.)",
+        ),
+        (
+            "local a = {} for i = 1, 4001 do a[i] = 1 end return cmsgpack.pack(unpack(a))",
+            "bad argument #0 to 'pack' (Too many arguments for MessagePack pack.)",
+        ),
+        (
+            "local a = {} for i = 1, 4000 do a[i] = 1 end a[4000] = {} return cmsgpack.pack(unpack(a))",
+            "stack overflow (in function table_is_an_array)",
+        ),
+        (
+            "local a = {} for i = 1, 3999 do a[i] = 1 end a[3999] = {x=1} return cmsgpack.pack(unpack(a))",
+            "stack overflow (in function mp_encode_lua_table_as_map)",
+        ),
+        ("cmsgpack.pack = 1", "Attempt to modify a readonly table"),
+    ] {
+        assert_eq!(
+            err_of(body),
+            format!("ERR user_script:1: {msg} script: <sha>, on @user_script:1."),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn cmsgpack_unpack() {
+    let ints = |v: &[i64]| Reply::Array(v.iter().map(|&n| Reply::Int(n)).collect());
+    for (body, out) in [
+        (
+            "return {cmsgpack.unpack(cmsgpack.pack(-33, -32, -1, 0, 127, 128, 255, 256, 65535, 65536, 2^32-1, 2^32))}",
+            ints(&[
+                -33, -32, -1, 0, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296,
+            ]),
+        ),
+        (
+            "return {cmsgpack.unpack(cmsgpack.pack(-128, -129, -32768, -32769, -2^31, -2^31-1, 2^53))}",
+            ints(&[
+                -128,
+                -129,
+                -32768,
+                -32769,
+                -2147483648,
+                -2147483649,
+                1 << 53,
+            ]),
+        ),
+        // uint64 goes through a signed integer.
+        (
+            "return {cmsgpack.unpack('\\207\\255\\255\\255\\255\\255\\255\\255\\255\\209\\128\\1')}",
+            ints(&[-1, -32767]),
+        ),
+        (
+            "return {tostring(cmsgpack.unpack('\\207\\128\\0\\0\\0\\0\\0\\0\\1')), tostring(cmsgpack.unpack('\\202\\63\\192\\0\\0')), tostring(cmsgpack.unpack('\\203\\63\\185\\153\\153\\153\\153\\153\\154'))}",
+            Reply::Array(vec![bulk("-9.2233720368548e+18"), bulk("1.5"), bulk("0.1")]),
+        ),
+        (
+            "return {cmsgpack.unpack(cmsgpack.pack(1, 'a', {1, 2}, true, false))}",
+            Reply::Array(vec![
+                Reply::Int(1),
+                bulk("a"),
+                ints(&[1, 2]),
+                Reply::Int(1),
+                Reply::Nil,
+            ]),
+        ),
+        (
+            "return cmsgpack.unpack(cmsgpack.pack({a={1,2,{b='c'}}})).a[3].b",
+            bulk("c"),
+        ),
+        (
+            "local t = cmsgpack.unpack(cmsgpack.pack({[1]=1,[3]=3,x='y'})) return {t[1], t[3], t.x}",
+            Reply::Array(vec![Reply::Int(1), Reply::Int(3), bulk("y")]),
+        ),
+        (
+            "return #cmsgpack.unpack(cmsgpack.pack(string.rep('y', 300)))",
+            Reply::Int(300),
+        ),
+        (
+            "return {cmsgpack.unpack('\\217\\3abc\\218\\0\\1d\\219\\0\\0\\0\\1e\\220\\0\\1\\1\\221\\0\\0\\0\\1\\2')}",
+            Reply::Array(vec![
+                bulk("abc"),
+                bulk("d"),
+                bulk("e"),
+                ints(&[1]),
+                ints(&[2]),
+            ]),
+        ),
+        (
+            "return {cmsgpack.unpack('\\222\\0\\1\\1\\2')[1], cmsgpack.unpack('\\223\\0\\0\\0\\1\\1\\3')[1]}",
+            ints(&[2, 3]),
+        ),
+        // Nil array items leave holes; a nil map value drops the pair.
+        (
+            "local t = cmsgpack.unpack('\\146\\192\\1') return {t[1] == nil, t[2], next(cmsgpack.unpack('\\129\\1\\192')) == nil}",
+            Reply::Array(vec![Reply::Int(1), Reply::Int(1), Reply::Int(1)]),
+        ),
+        ("return select('#', cmsgpack.unpack(''))", Reply::Int(0)),
+        // Numbers are taken as strings; extra arguments are ignored.
+        ("return {cmsgpack.unpack(5)}", ints(&[53])),
+        ("return {cmsgpack.unpack('a', 'extra')}", ints(&[97])),
+        // unpack_one and unpack_limit return the next offset first, -1 at
+        // the end.
+        (
+            "return {cmsgpack.unpack_one(cmsgpack.pack(1,2,3))}",
+            ints(&[1, 1]),
+        ),
+        (
+            "return {cmsgpack.unpack_one(cmsgpack.pack(1,2,3), 1)}",
+            ints(&[2, 2]),
+        ),
+        (
+            "return {cmsgpack.unpack_one(cmsgpack.pack(1,2,3), 2)}",
+            ints(&[-1, 3]),
+        ),
+        (
+            "return {cmsgpack.unpack_one(cmsgpack.pack(1,2,3), 3)}",
+            ints(&[-1]),
+        ),
+        (
+            "return {cmsgpack.unpack_one(cmsgpack.pack(1,2,3), 1.9)}",
+            ints(&[2, 2]),
+        ),
+        ("return {cmsgpack.unpack_one('')}", ints(&[-1])),
+        ("return {cmsgpack.unpack_one('\\1\\193')}", ints(&[1, 1])),
+        (
+            "return {cmsgpack.unpack_limit(cmsgpack.pack(1,2,3), 2)}",
+            ints(&[2, 1, 2]),
+        ),
+        (
+            "return {cmsgpack.unpack_limit(cmsgpack.pack(1,2,3), 5, 1)}",
+            ints(&[-1, 2, 3]),
+        ),
+        // A limit and offset of 0 decodes everything, without an offset.
+        (
+            "return {cmsgpack.unpack_limit(cmsgpack.pack(1,2,3), 0)}",
+            ints(&[1, 2, 3]),
+        ),
+        (
+            "return {cmsgpack.unpack_limit(cmsgpack.pack(1,2,3), 0, 1)}",
+            ints(&[1]),
+        ),
+        (
+            "return {cmsgpack.unpack_limit('abc', 2, 0, 'extra')}",
+            ints(&[2, 97, 98]),
+        ),
+        // Values are pushed on the Lua stack, which ends at 8000 slots.
+        (
+            "return #{cmsgpack.unpack(string.rep('\\0', 7999))}",
+            Reply::Int(7999),
+        ),
+        (
+            "return #{cmsgpack.unpack_limit(string.rep('\\0', 8000), 7998)}",
+            Reply::Int(7999),
+        ),
+        (
+            "return type(cmsgpack.unpack(string.rep('\\145', 3999) .. '\\0'))",
+            bulk("table"),
+        ),
+        (
+            "return type(cmsgpack.unpack(string.rep('\\129\\0', 3999) .. '\\0'))",
+            bulk("table"),
+        ),
+    ] {
+        assert_eq!(eval(body), out, "{body}");
+    }
+    let sha_err = |body: &str, msg: &str| {
+        assert_eq!(
+            err_of(body),
+            format!("ERR {msg} script: <sha>, on @user_script:1."),
+            "{body}"
+        );
+    };
+    for (body, msg) in [
+        (
+            "return cmsgpack.unpack('\\193')",
+            "Bad data format in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\196\\1a')",
+            "Bad data format in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\199\\1\\1a')",
+            "Bad data format in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\212\\1\\1')",
+            "Bad data format in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\1\\193')",
+            "Bad data format in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\146\\1')",
+            "Missing bytes in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\130\\1\\2\\3')",
+            "Missing bytes in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\205\\1')",
+            "Missing bytes in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\163ab')",
+            "Missing bytes in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\217\\3ab')",
+            "Missing bytes in input.",
+        ),
+        (
+            "return cmsgpack.unpack('\\219\\0\\0\\0\\4abc')",
+            "Missing bytes in input.",
+        ),
+        (
+            "return cmsgpack.unpack()",
+            "bad argument #1 to 'unpack' (string expected, got no value)",
+        ),
+        (
+            "return cmsgpack.unpack({})",
+            "bad argument #1 to 'unpack' (string expected, got table)",
+        ),
+        (
+            "return cmsgpack.unpack_one('ab', 'x')",
+            "bad argument #2 to 'unpack_one' (number expected, got string)",
+        ),
+        (
+            "return cmsgpack.unpack_limit('ab')",
+            "bad argument #2 to 'unpack_limit' (number expected, got no value)",
+        ),
+        (
+            "return cmsgpack.unpack_limit(nil, 1)",
+            "bad argument #1 to 'unpack_limit' (string expected, got nil)",
+        ),
+        (
+            "return cmsgpack.unpack_one('abc', 4)",
+            "Start offset 4 greater than input length 3.",
+        ),
+        (
+            "return cmsgpack.unpack_one('abc', 2^40)",
+            "Start offset 0 greater than input length 3.",
+        ),
+        // The C module prints the input length as the limit.
+        (
+            "return cmsgpack.unpack_one('abc', -1)",
+            "Invalid request to unpack with offset of -1 and limit of 3.",
+        ),
+        (
+            "return cmsgpack.unpack_limit('abc', -1, 5)",
+            "Invalid request to unpack with offset of 5 and limit of 3.",
+        ),
+        (
+            "return cmsgpack.unpack(string.rep('\\0', 8000))",
+            "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)",
+        ),
+        (
+            "return cmsgpack.unpack_limit(string.rep('\\0', 8000), 7999)",
+            "stack overflow (in function mp_unpack_full)",
+        ),
+        (
+            "return cmsgpack.unpack(string.rep('\\145', 4000) .. '\\0')",
+            "stack overflow (in function mp_decode_to_lua_array)",
+        ),
+        (
+            "return cmsgpack.unpack(string.rep('\\129', 100000) .. '\\0')",
+            "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)",
+        ),
+    ] {
+        sha_err(body, &format!("user_script:1: {msg}"));
+    }
+    // Lua's own errors for map keys, without a position.
+    sha_err(
+        "return cmsgpack.unpack('\\129\\192\\1')",
+        "table index is nil",
+    );
+    sha_err(
+        "return cmsgpack.unpack('\\129\\203\\255\\248\\0\\0\\0\\0\\0\\0\\1')",
+        "table index is NaN",
+    );
 }
 
 fn host_with(replies: &[(&str, Reply)]) -> FakeHost {
@@ -946,6 +1344,26 @@ fn function_libraries() {
     assert_eq!(
         e.function_delete("z"),
         Err(Reply::StaticError("ERR Library not found"))
+    );
+    // Library code sees cmsgpack only when its functions run.
+    assert_eq!(
+        e.function_load(lib("mp", "return cmsgpack.pack(1)").as_bytes(), false),
+        Err(Reply::Error(
+            "ERR Error registering functions: ERR user_function:2: Script attempted to access nonexistent global variable 'cmsgpack'".into()
+        ))
+    );
+    e.function_load(
+        lib(
+            "mp",
+            "redis.register_function('mp', function() return cmsgpack.pack({1,'a'}) end)",
+        )
+        .as_bytes(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        e.run_function("mp", &[], &[], &mut h),
+        Reply::Bulk(Bytes::from_static(b"\x92\x01\xa1a"))
     );
     e.function_flush();
     assert!(e.libraries().is_empty());

@@ -1,9 +1,10 @@
-//! The extra libraries Redis gives scripts: `cjson`, `struct` and `bit`,
-//! implemented over the Lua C API with the behaviour of the C modules Redis
-//! 7.0 bundles.
+//! The extra libraries Redis gives scripts: `cjson`, `struct`, `cmsgpack`
+//! and `bit`, implemented over the Lua C API with the behaviour of the C
+//! modules Redis 7.0 bundles.
 
 mod bit;
 mod cjson;
+mod cmsgpack;
 mod struct_;
 
 use super::ffi::*;
@@ -15,6 +16,8 @@ pub(crate) unsafe fn open(l: L) {
         lua_setglobal(l, c"cjson".as_ptr());
         struct_::open(l);
         lua_setglobal(l, c"struct".as_ptr());
+        cmsgpack::open(l);
+        lua_setglobal(l, c"cmsgpack".as_ptr());
         bit::open(l);
         lua_setglobal(l, c"bit".as_ptr());
     }
