@@ -489,6 +489,7 @@ fn redis_loads_rdb_file_we_write() {
         ctime: 1_700_000_000,
         used_mem: 1_000_000,
         aof_base: false,
+        functions: vec![],
     })
     .unwrap();
     let mut current = None;

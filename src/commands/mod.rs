@@ -27,6 +27,7 @@ pub mod longdouble;
 pub mod memory;
 pub mod mstore;
 pub mod persistence;
+pub mod scripting;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -97,6 +98,8 @@ pub mod flags {
     pub const MAY_REPLICATE: u32 = 1 << 14;
     /// May run while a script is busy.
     pub const ALLOW_BUSY: u32 = 1 << 15;
+    /// Keys are optional (scripts).
+    pub const NO_MANDATORY_KEYS: u32 = 1 << 16;
 
     /// Flag names in COMMAND's order.
     pub const NAMES: &[(u32, &str)] = &[
@@ -114,6 +117,7 @@ pub mod flags {
         (NO_AUTH, "no_auth"),
         (MAY_REPLICATE, "may_replicate"),
         (NO_MULTI, "no_multi"),
+        (NO_MANDATORY_KEYS, "no_mandatory_keys"),
         (MOVABLEKEYS, "movablekeys"),
         (ALLOW_BUSY, "allow_busy"),
     ];
@@ -275,6 +279,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         persistence::COMMANDS,
         mstore::COMMANDS,
         transactions::COMMANDS,
+        scripting::COMMANDS,
         memory::COMMANDS,
     ]
     .into_iter()

@@ -1583,7 +1583,9 @@ fn store_keys(args: &[Bytes]) -> Vec<usize> {
     v
 }
 
-fn numkeys_keys(args: &[Bytes], at: usize) -> Vec<usize> {
+/// Key positions after a `numkeys` argument at `at`: none when it is not a
+/// positive count that fits the arguments.
+pub fn numkeys_keys(args: &[Bytes], at: usize) -> Vec<usize> {
     match args.get(at).and_then(|a| crate::parse::parse_i64(a)) {
         Some(n) if n >= 1 && (n as u64) < args.len() as u64 && at + (n as usize) < args.len() => {
             (at + 1..=at + n as usize).collect()

@@ -12,6 +12,7 @@ use super::{Thresholds, value_glue};
 use crate::shard::db::lru_clock;
 use crate::shard::value::{Entry, SmallBytes};
 use crate::shard::{Global, unix_ms, with_shard};
+use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -183,6 +184,11 @@ fn load(global: &'static Global, path: &Path) -> Result<LoadStats, String> {
         }
     }
     progress.store(base + reader.position(), Ordering::Relaxed);
+    if !reader.functions.is_empty() {
+        global
+            .scripts
+            .load_libraries(reader.functions.drain(..).map(Bytes::from));
+    }
     Ok(stats)
 }
 

@@ -887,6 +887,8 @@ pub struct AuxInfo {
     pub used_mem: u64,
     /// `aof-base`: true when the file is an AOF preamble.
     pub aof_base: bool,
+    /// The function libraries' code, written as `FUNCTION2` records.
+    pub functions: Vec<bytes::Bytes>,
 }
 
 /// Writes an RDB file: magic, aux fields, databases, EOF and the CRC64.
@@ -952,14 +954,21 @@ impl<W: Write> RdbWriter<W> {
         self.maybe_flush()
     }
 
-    /// Writes the aux fields Redis 7.0 starts a file with: `redis-ver`,
-    /// `redis-bits`, `ctime`, `used-mem` and `aof-base`.
+    /// Writes what Redis 7.0 starts a file with: the aux fields
+    /// `redis-ver`, `redis-bits`, `ctime`, `used-mem` and `aof-base`, then
+    /// one `FUNCTION2` record per function library.
     pub fn info_aux(&mut self, info: &AuxInfo) -> std::io::Result<()> {
         self.aux(b"redis-ver", info.redis_ver.as_bytes())?;
         self.aux(b"redis-bits", b"64")?;
         self.aux(b"ctime", info.ctime.to_string().as_bytes())?;
         self.aux(b"used-mem", info.used_mem.to_string().as_bytes())?;
-        self.aux(b"aof-base", if info.aof_base { b"1" } else { b"0" })
+        self.aux(b"aof-base", if info.aof_base { b"1" } else { b"0" })?;
+        for code in &info.functions {
+            self.buf.push(opcodes::FUNCTION2);
+            write_string(&mut self.buf, code, self.opts.compress);
+            self.maybe_flush()?;
+        }
+        Ok(())
     }
 
     /// Starts database `db`.
@@ -1530,6 +1539,7 @@ mod tests {
             ctime: 1_700_000_000,
             used_mem: 123456,
             aof_base: false,
+            functions: vec![],
         })
         .unwrap();
         let recs: Vec<(u64, &str, RdbValue, Option<i64>)> = vec![

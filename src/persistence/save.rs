@@ -179,6 +179,7 @@ pub async fn write_snapshot_to(
         ctime: snap.at_ms / 1000,
         used_mem: used_memory(global).await,
         aof_base,
+        functions: snap.functions.clone(),
     };
     let (tx, rx) = std::sync::mpsc::channel::<Msg>();
     let in_flight = Arc::new(AtomicUsize::new(0));

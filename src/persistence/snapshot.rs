@@ -57,6 +57,8 @@ pub struct Snapshot {
     /// Writes counted by the databases ([`crate::shard::db::Db::dirty`])
     /// up to that instant, summed over shards and databases.
     pub dirty: u64,
+    /// The function libraries' code at that instant.
+    pub functions: Vec<bytes::Bytes>,
 }
 
 impl Snapshot {
@@ -154,6 +156,12 @@ pub async fn begin_with<T>(
             at_ms,
             counts,
             dirty,
+            functions: global
+                .scripts
+                .libraries()
+                .into_iter()
+                .map(|(_, code)| code)
+                .collect(),
         },
         hooked,
     ))

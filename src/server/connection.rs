@@ -297,6 +297,15 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
         Ok(v) => v,
         Err((name, reply)) => return reject(client, batch, wbuf, name.as_deref(), reply),
     };
+    if !spec.has(commands::flags::ALLOW_BUSY)
+        && client.global.scripts.running.load(Ordering::Relaxed) != 0
+        && let Some(reply) = commands::scripting::busy_error(
+            client.global,
+            with_shard(|s| s.config.int("busy-reply-threshold")),
+        )
+    {
+        return reject(client, batch, wbuf, Some(&full), reply);
+    }
     let queuing = client.multi.is_some() && !controls_multi(spec);
     if queuing && spec.has(commands::flags::NO_MULTI) {
         let reply = Reply::StaticError("ERR Command not allowed inside a transaction");

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Scripts and libraries known to the server.
 #[derive(Default)]
@@ -24,6 +24,9 @@ pub struct Registry {
     pub libraries_gen: AtomicU64,
     /// Per shard: the script running there, if any.
     pub busy: Vec<Busy>,
+    /// Scripts running now, over all shards: one load tells a command
+    /// that none is.
+    pub running: AtomicUsize,
 }
 
 /// The script a shard is running.
@@ -96,6 +99,40 @@ impl Registry {
     pub fn set_libraries(&self, libs: Vec<(String, Bytes)>) {
         *self.libraries.write().unwrap() = libs;
         self.libraries_gen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Marks a script as running on `shard` (until [`Registry::end`]).
+    pub fn begin(&self, shard: usize, function: bool, now_ms: u64) {
+        let b = &self.busy[shard];
+        b.kill.store(false, Ordering::Release);
+        b.wrote.store(false, Ordering::Release);
+        b.function.store(function, Ordering::Release);
+        b.started_ms.store(now_ms.max(1), Ordering::Release);
+        self.running.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Marks the script of `shard` as finished.
+    pub fn end(&self, shard: usize) {
+        self.busy[shard].started_ms.store(0, Ordering::Release);
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Replaces the libraries with those of an RDB file, named from their
+    /// `#!lua name=...` line (code without a name is skipped; loading it
+    /// would fail anyway).
+    pub fn load_libraries(&self, codes: impl Iterator<Item = Bytes>) {
+        let libs = codes
+            .filter_map(|code| {
+                let line = code.split(|&c| c == b'\n').next()?;
+                let parts = crate::parse::split_args(line)?;
+                let name = parts.iter().find_map(|p| {
+                    (p.len() > 5 && p[..5].eq_ignore_ascii_case(b"name="))
+                        .then(|| String::from_utf8_lossy(&p[5..]).into_owned())
+                })?;
+                Some((name, code))
+            })
+            .collect();
+        self.set_libraries(libs);
     }
 
     /// The shard running a script, if any.
