@@ -14,7 +14,11 @@
 #   ROUNDS [3]      interleaved rounds
 #   CLIENT [taskset -c 0]  prefix for redis-benchmark
 #   TESTS           redis-benchmark arguments, one run per line (default:
-#                   SET and GET at -c 50 -P 1 and -P 16, -d 16 -r 1000000)
+#                   SET and GET at -c 50 -P 1 and -P 16, -d 16 -r 1000000);
+#                   a line starting with "tx_load" runs benches/tx_load.rs
+#                   (MULTI/SET/SET/EXEC) with the rest of the line instead
+#   SETUP           a redis-cli command run on each server once it is up
+#                   (e.g. SCRIPT LOAD "...", for EVALSHA tests)
 # Examples (BENCHMARKS.md, "Thread-per-core efficiency"):
 #   benches/ab.sh "redis=taskset -c 1 redis-server --save '' --appendonly no" \
 #                 "ringkv=taskset -c 1 target/release/ringkv --shards 1 --save ''"
@@ -30,6 +34,10 @@ TESTS=${TESTS:-"-t set -n 300000 -r 1000000 -c 50 -P 1 -d 16
 -t set -n 1500000 -r 1000000 -c 50 -P 16 -d 16
 -t get -n 1500000 -r 1000000 -c 50 -P 16 -d 16"}
 [ $# -ge 1 ] || { sed -n '2,24p' "$0"; exit 2; }
+if grep -q '^tx_load' <<<"$TESTS"; then
+  TX_LOAD=$(cargo bench --bench tx_load --no-run --message-format=json 2>/dev/null \
+    | sed -n 's/.*"executable":"\([^"]*tx_load[^"]*\)".*/\1/p' | tail -1)
+fi
 RAW=$(mktemp)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -f "$RAW"' EXIT
@@ -41,11 +49,18 @@ for r in $(seq "$ROUNDS"); do
     eval "exec $cmd --port $port" >/dev/null 2>&1 &
     PID=$!
     for _ in $(seq 200); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.05; done
+    # shellcheck disable=SC2086
+    [ -n "${SETUP:-}" ] && eval "redis-cli -p $port $SETUP" >/dev/null
     while read -r line; do
       [ -z "$line" ] && continue
       t0=$(cpu "$PID")
-      # shellcheck disable=SC2086
-      out=$($CLIENT redis-benchmark -p "$port" $line 2>/dev/null | tr '\r' '\n')
+      if [[ $line == tx_load* ]]; then
+        # shellcheck disable=SC2086
+        out=$($CLIENT "$TX_LOAD" -p "$port" ${line#tx_load} 2>/dev/null)
+      else
+        # shellcheck disable=SC2086
+        out=$($CLIENT redis-benchmark -p "$port" $line 2>/dev/null | tr '\r' '\n')
+      fi
       t1=$(cpu "$PID")
       rps=$(echo "$out" | sed -n 's/.*throughput summary: \([0-9.]*\).*/\1/p' | tail -1)
       p99=$(echo "$out" | grep -a -A1 'avg       min' | tail -1 | awk '{print $5}')

@@ -335,3 +335,30 @@ fn redis_py_lock_and_register_script_work_unchanged() {
     let p = Proc::ringkv(4, &[]);
     common::redis_py(p.port, &["scripts"]);
 }
+
+#[test]
+fn a_busy_script_on_the_only_shard_still_answers_busy_and_script_kill() {
+    let p = Proc::ringkv(1, &["--busy-reply-threshold", "100"]);
+    // Connections made while the shard is busy wait until it is free, so
+    // these exist before.
+    let (mut runner, mut other, mut killer) = (p.raw(), p.raw(), p.raw());
+    for c in [&mut runner, &mut other, &mut killer] {
+        assert_eq!(c.cmd(&[b"PING"]), b"+PONG\r\n");
+    }
+    runner.send_cmd(&[b"EVAL", b"while true do end", b"0"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        other.cmd(&[b"SET", b"x", b"1"]),
+        b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
+    );
+    // A command split over two writes is kept whole for its connection.
+    other.send(b"*2\r\n$4\r\nECHO\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    other.send(b"$2\r\nhi\r\n");
+    assert_eq!(other.read_reply().unwrap()[..5], b"-BUSY"[..]);
+    assert_eq!(killer.cmd(&[b"SCRIPT", b"KILL"]), b"+OK\r\n");
+    let reply = runner.read_reply().expect("the killed script answers");
+    assert!(reply.starts_with(b"-ERR Script killed by user with SCRIPT KILL"));
+    assert_eq!(other.cmd(&[b"ECHO", b"after"]), b"$5\r\nafter\r\n");
+    assert_eq!(runner.cmd(&[b"PING"]), b"+PONG\r\n");
+}

@@ -23,7 +23,7 @@
 
 use super::call::{FullName, execute, out_of_memory};
 use super::{CommandSpec, Handler, NO_KEYS, err, flags::*, is, lookup, lookup_sub};
-use crate::persistence::aof;
+use crate::persistence::{aof, rdb};
 use crate::reply::{OK, Reply};
 use crate::scripting::{Engine, ScriptFlags, ScriptHost};
 use crate::shard::clients::ClientInfo;
@@ -264,6 +264,28 @@ static FUNCTION_SUBS: &[CommandSpec] = &[
         Handler::Local(function_kill),
     )
     .acl(SCRIPTING),
+    CommandSpec::new(
+        "dump",
+        2,
+        NOSCRIPT,
+        NO_KEYS,
+        "scripting",
+        "7.0.0",
+        "Dump all functions into a serialized binary payload",
+        Handler::Local(function_dump),
+    )
+    .acl(SCRIPTING),
+    CommandSpec::new(
+        "restore",
+        -3,
+        WRITE | DENYOOM | NOSCRIPT,
+        NO_KEYS,
+        "scripting",
+        "7.0.0",
+        "Restore all the functions on the given payload",
+        Handler::Async(function_restore),
+    )
+    .acl(SCRIPTING_W),
     CommandSpec::new(
         "help",
         2,
@@ -721,6 +743,11 @@ impl ScriptHost for Host {
 
     fn tick(&mut self) -> bool {
         let g = self.client.global;
+        if let Some(serve) = g.scripts.while_busy.get()
+            && busy_error(g, with_shard(|s| s.config.int("busy-reply-threshold"))).is_some()
+        {
+            serve(g);
+        }
         g.scripts.busy[self.client.shard]
             .kill
             .load(Ordering::Acquire)
@@ -817,9 +844,10 @@ fn script_flush(c: &mut Client, args: &[Bytes]) -> Reply {
     OK
 }
 
-/// SCRIPT KILL / FUNCTION KILL.
-fn kill(c: &Client, function: bool) -> Reply {
-    let reg = &c.global.scripts;
+/// SCRIPT KILL (`function` false) or FUNCTION KILL: stops the running
+/// script unless it has written.
+pub fn kill_running(global: &Global, function: bool) -> Reply {
+    let reg = &global.scripts;
     let Some(shard) = reg.busy_shard() else {
         return Reply::StaticError("NOTBUSY No scripts in execution right now.");
     };
@@ -839,7 +867,7 @@ fn kill(c: &Client, function: bool) -> Reply {
 }
 
 fn script_kill(c: &mut Client, _args: &[Bytes]) -> Reply {
-    kill(c, false)
+    kill_running(c.global, false)
 }
 
 fn script_help(_c: &mut Client, _args: &[Bytes]) -> Reply {
@@ -1018,8 +1046,109 @@ fn function_stats(c: &mut Client, _args: &[Bytes]) -> Reply {
     ])
 }
 
+/// FUNCTION DUMP: each library as a `FUNCTION2` record, then the RDB
+/// version and a CRC64, as Redis's payload.
+fn function_dump(c: &mut Client, _args: &[Bytes]) -> Reply {
+    let compress = with_shard(|s| s.config.get("rdbcompression") != Some("no"));
+    let mut out = Vec::new();
+    for (_, code) in c.global.scripts.libraries() {
+        out.push(rdb::opcodes::FUNCTION2);
+        rdb::write_string(&mut out, &code, compress);
+    }
+    out.extend_from_slice(&rdb::RDB_VERSION.to_le_bytes());
+    let crc = crate::persistence::crc64::crc64(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Reply::Bulk(out.into())
+}
+
+fn function_restore(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
+    // Async only so that the dispatcher logs it to the AOF, as a write.
+    Box::pin(async move { function_restore_now(c, &args) })
+}
+
+fn function_restore_now(c: &mut Client, args: &[Bytes]) -> Reply {
+    #[derive(PartialEq)]
+    enum Policy {
+        Flush,
+        Append,
+        Replace,
+    }
+    let policy = match args.get(3) {
+        _ if args.len() > 4 => {
+            let mut msg = b"ERR unknown subcommand or wrong number of arguments for '".to_vec();
+            msg.extend_from_slice(&args[1]);
+            msg.extend_from_slice(b"'. Try FUNCTION HELP.");
+            return Reply::ErrorBytes(msg.into());
+        }
+        None => Policy::Append,
+        Some(p) if is(p, "flush") => Policy::Flush,
+        Some(p) if is(p, "append") => Policy::Append,
+        Some(p) if is(p, "replace") => Policy::Replace,
+        Some(_) => {
+            return Reply::StaticError(
+                "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
+            );
+        }
+    };
+    let payload = &args[2];
+    if !rdb::verify_dump_payload(payload) {
+        return Reply::StaticError("ERR DUMP payload version or checksum are wrong");
+    }
+    let body = &payload[..payload.len() - 10];
+    let mut src = rdb::SliceSrc::new(body);
+    let mut codes = Vec::new();
+    while src.position() < body.len() {
+        let code = match rdb::Src::byte(&mut src) {
+            Ok(rdb::opcodes::FUNCTION2) => rdb::read_string(&mut src),
+            Ok(rdb::opcodes::FUNCTION_PRE_GA) => {
+                return Reply::StaticError("ERR Pre-GA function format not supported");
+            }
+            Ok(_) => return Reply::StaticError("ERR given type is not a function"),
+            Err(_) => return Reply::StaticError("ERR Failed loading library payload"),
+        };
+        match code {
+            Ok(code) => codes.push(Bytes::from(code)),
+            Err(_) => return Reply::StaticError("ERR Failed loading library payload"),
+        }
+    }
+    // Check the result in a scratch interpreter: names, clashes, errors.
+    let mut scratch = Engine::new();
+    let mut libs = Vec::new();
+    if policy != Policy::Flush {
+        for (name, code) in c.global.scripts.libraries() {
+            let _ = scratch.function_load(&code, false);
+            libs.push((name, code));
+        }
+    }
+    for code in codes {
+        let name = match scratch.function_load(&code, policy == Policy::Replace) {
+            Ok(name) => name,
+            Err(e) => {
+                // Redis words a library clash without quotes here.
+                if let Some(t) = e.error_text()
+                    && t.starts_with(b"ERR Library '")
+                    && t.ends_with(b"' already exists")
+                {
+                    let name = &t[13..t.len() - 16];
+                    let mut msg = b"ERR Library ".to_vec();
+                    msg.extend_from_slice(name);
+                    msg.extend_from_slice(b" already exists");
+                    return Reply::ErrorBytes(msg.into());
+                }
+                return e;
+            }
+        };
+        match libs.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = code,
+            None => libs.push((name, code)),
+        }
+    }
+    c.global.scripts.set_libraries(libs);
+    OK
+}
+
 fn function_kill(c: &mut Client, _args: &[Bytes]) -> Reply {
-    kill(c, true)
+    kill_running(c.global, true)
 }
 
 fn function_help(_c: &mut Client, _args: &[Bytes]) -> Reply {
@@ -1053,6 +1182,16 @@ fn function_help(_c: &mut Client, _args: &[Bytes]) -> Reply {
             "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
             "    * ASYNC: Asynchronously flush the libraries.",
             "    * SYNC: Synchronously flush the libraries.",
+            "DUMP",
+            "    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+            "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+            "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+            "    control how to handle existing libraries (default APPEND):",
+            "    * FLUSH: delete all existing libraries.",
+            "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+            "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+            "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+            "      in case of functions name collision with another library).",
         ],
     )
 }

@@ -9,8 +9,8 @@
 //!
 //! Replies are kept in the client's order and written with one write.
 
-use super::readiness;
 use super::resp::{ParseLimits, Parsed, RequestParser};
+use super::{busy, readiness};
 use crate::commands::call::{
     call_keyed, count_error, count_rejected, out_of_memory, record, resolve,
 };
@@ -76,6 +76,7 @@ pub async fn serve(stream: TcpStream, global: &'static Global, shard: usize) {
     if polled {
         readiness::deregister(fd);
     }
+    busy::forget(fd);
     with_shard(|s| s.clients.remove(&id));
     global
         .connected_clients
@@ -89,7 +90,7 @@ async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> 
     let mut parser = RequestParser::default();
     let mut more = false;
     loop {
-        let n = read_some(&mut stream, &mut chunk, &mut more).await?;
+        let n = read_some(&mut stream, &mut chunk, &mut more, rbuf.is_empty()).await?;
         if n == 0 {
             return Ok(());
         }
@@ -140,10 +141,29 @@ async fn run(mut stream: TcpStream, client: &mut Client) -> std::io::Result<()> 
 ///
 /// `more` is true when the last read filled `buf`: data may remain that no
 /// new readiness event will announce.
+///
+/// `idle` is true when no command is half-read: a script running on this
+/// shard may then answer the connection meanwhile ([`busy`]).
 async fn read_some(
     stream: &mut TcpStream,
     buf: &mut [u8],
     more: &mut bool,
+    idle: bool,
+) -> std::io::Result<usize> {
+    let fd = stream.as_raw_fd();
+    if let Some(n) = busy::take_pushback(fd, buf) {
+        return Ok(n);
+    }
+    let n = wait_and_read(stream, buf, more, idle).await;
+    busy::set_idle(fd, false);
+    n
+}
+
+async fn wait_and_read(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    more: &mut bool,
+    idle: bool,
 ) -> std::io::Result<usize> {
     let fd = stream.as_raw_fd();
     let recv = |buf: &mut [u8], more: &mut bool| {
@@ -167,7 +187,11 @@ async fn read_some(
     {
         return Ok(n);
     }
+    busy::set_idle(fd, idle);
     while readiness::readable(fd).await {
+        if let Some(n) = busy::take_pushback(fd, buf) {
+            return Ok(n);
+        }
         if let Some(n) = recv(buf, more)? {
             return Ok(n);
         }
@@ -181,6 +205,9 @@ async fn read_some(
             r?;
         }
         readiness::take_ready(fd);
+        if let Some(n) = busy::take_pushback(fd, buf) {
+            return Ok(n);
+        }
         if let Some(n) = recv(buf, more)? {
             return Ok(n);
         }

@@ -5,6 +5,7 @@
 //! with `SO_REUSEPORT` and accepts its own connections, so the kernel spreads
 //! clients over shards and a connection lives on the shard that accepted it.
 
+pub mod busy;
 pub mod connection;
 pub mod readiness;
 pub mod resp;
@@ -151,6 +152,7 @@ impl Server {
         let addr = resolve_listen_addr(&config)?;
         let (global, mailboxes) = Global::new(config, nshards);
         let global: &'static Global = Box::leak(Box::new(global));
+        let _ = global.scripts.while_busy.set(busy::serve);
         global.port.store(addr.port() as usize, Ordering::Relaxed);
 
         // Clients may connect while the data loads; they get -LOADING.

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{OnceLock, RwLock};
 
 /// Scripts and libraries known to the server.
 #[derive(Default)]
@@ -27,6 +27,9 @@ pub struct Registry {
     /// Scripts running now, over all shards: one load tells a command
     /// that none is.
     pub running: AtomicUsize,
+    /// What a shard busy with a script does, past `busy-reply-threshold`,
+    /// for its other connections; set by the server.
+    pub while_busy: OnceLock<fn(&'static super::Global)>,
 }
 
 /// The script a shard is running.
