@@ -27,7 +27,7 @@ use crate::persistence::{aof, rdb};
 use crate::reply::{OK, Reply};
 use crate::scripting::{Engine, ScriptFlags, ScriptHost};
 use crate::shard::clients::ClientInfo;
-use crate::shard::locks::{LockSet, next_tx_id};
+use crate::shard::locks::{self, LockSet, NO_TX, next_tx_id};
 use crate::shard::{Global, spawn_on, unix_ms, with_shard};
 use crate::transaction::Client;
 use bytes::Bytes;
@@ -316,6 +316,8 @@ struct Local {
 
 thread_local! {
     static ENGINE: RefCell<Option<Local>> = const { RefCell::new(None) };
+    /// The client that scripts on this shard run their commands as.
+    static SCRIPT_CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with this shard's interpreter, brought up to date with the
@@ -495,7 +497,10 @@ enum Target {
 /// What a script run hands back to its connection.
 struct Outcome {
     reply: Reply,
+    /// The effects, when the caller's transaction logs them.
     effects: Vec<aof::Effects>,
+    /// The script wrote (group commit must wait for the AOF).
+    wrote: bool,
 }
 
 /// Locks the script's shards, runs it on its home shard and logs its
@@ -518,8 +523,10 @@ async fn run(
     for k in &keys {
         locked[c.shard_of(k)] = true;
     }
-    let alone = home == c.shard && locked.iter().filter(|&&l| l).count() == 1;
-    let tx = if c.in_transaction() || (alone && with_shard(|s| s.locks.is_empty())) {
+    // A script whose only shard is its home needs no lock: it runs there
+    // synchronously once no other transaction holds anything on it.
+    let alone = !c.in_transaction() && locked.iter().filter(|&&l| l).count() == 1;
+    let tx = if c.in_transaction() || alone {
         None
     } else {
         let sets = (0..n)
@@ -544,21 +551,24 @@ async fn run(
         read_only,
         compat: flags.eval_compat,
         locked,
+        log: !c.in_transaction(),
     };
-    let out = if home == c.shard {
-        job.run()
+    let out = if home != c.shard {
+        spawn_on(global, home, move || async move {
+            if alone {
+                locks::wait_free(NO_TX, 0, None).await;
+            }
+            job.run()
+        })
+        .await
     } else {
-        spawn_on(global, home, move || async move { job.run() }).await
-    };
-    if !out.effects.is_empty() {
-        if c.in_transaction() {
-            c.aof_capture.extend(out.effects);
-        } else {
-            let seq = c.aof_seq.take().unwrap_or_else(|| global.aof.next_seq());
-            aof::log_transaction(global, seq, c.db, &out.effects);
+        if alone && !with_shard(|s| s.locks.is_empty()) {
+            locks::wait_free(NO_TX, 0, None).await;
         }
-        c.wrote = true;
-    }
+        job.run()
+    };
+    c.aof_capture.extend(out.effects);
+    c.wrote |= out.wrote;
     drop(tx);
     out.reply
 }
@@ -576,6 +586,8 @@ struct Job {
     read_only: bool,
     compat: bool,
     locked: Vec<bool>,
+    /// Log the effects here (outside EXEC), while nothing can interleave.
+    log: bool,
 }
 
 impl Job {
@@ -584,14 +596,15 @@ impl Job {
         let global = self.global;
         let function = matches!(self.target, Target::Function(_));
         global.scripts.begin(self.home, function, unix_ms());
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
-        let info = Rc::new(RefCell::new(ClientInfo::new(
-            self.client_id,
-            addr,
-            addr,
-            -1,
-        )));
-        let mut client = Client::new(global, self.home, self.client_id, true, info);
+        // The shard's script client, made once.
+        let mut client = SCRIPT_CLIENT
+            .with(|c| c.borrow_mut().take())
+            .unwrap_or_else(|| {
+                let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+                let info = Rc::new(RefCell::new(ClientInfo::new(0, addr, addr, -1)));
+                Client::new(global, self.home, 0, true, info)
+            });
+        client.id = self.client_id;
         client.db = self.db;
         client.tx = self.tx;
         let mut host = Host {
@@ -613,9 +626,17 @@ impl Job {
             Target::Function(name) => e.run_function(name, &self.keys, &self.argv, &mut host),
         });
         global.scripts.end(self.home);
+        SCRIPT_CLIENT.with(|c| *c.borrow_mut() = Some(host.client));
+        let mut effects = host.effects;
+        let wrote = !effects.is_empty();
+        if self.log && wrote {
+            aof::log_transaction(global, global.aof.next_seq(), self.db, &effects);
+            effects.clear();
+        }
         Outcome {
             reply,
-            effects: host.effects,
+            effects,
+            wrote,
         }
     }
 }

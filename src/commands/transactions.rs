@@ -13,12 +13,18 @@ use super::call::{FullName, execute, resolve};
 use super::{CommandSpec, Handler, NO_KEYS, flags::*, keys};
 use crate::persistence::aof;
 use crate::reply::{OK, Reply};
-use crate::shard::locks::{LockSet, NO_TX};
+use crate::shard::clients::ClientInfo;
+use crate::shard::locks::{self, LockSet, NO_TX};
+use crate::shard::watch::WatchFlag;
+use crate::shard::{Global, spawn_on, unix_ms, with_shard};
 use crate::transaction::Client;
 use crate::transaction::multi::Multi;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
 
 const TX_FAST: &[&str] = &["fast", "transaction"];
 const TX_SLOW: &[&str] = &["slow", "transaction"];
@@ -295,7 +301,19 @@ fn exec(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         for (shard, wdb, key) in c.watching.keys() {
             plan.key(*shard, *wdb, key.clone());
         }
-        let tx = c.lock(plan.sets(c.global.nshards)).await;
+        let sets = plan.sets(c.global.nshards);
+        if let [(shard, _)] = sets[..]
+            && shard != c.shard
+            && cmds.iter().all(|(spec, _, _)| {
+                !matches!(
+                    spec.handler,
+                    Handler::Local(_) | Handler::Container(Some(_))
+                )
+            })
+        {
+            return exec_on(c, shard, cmds).await;
+        }
+        let tx = c.lock_or_run_alone(sets).await;
         if watched_key_changed(c, &tx).await {
             c.watching = Default::default();
             return Reply::NilArray;
@@ -317,6 +335,96 @@ fn exec(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         drop(tx);
         Reply::Array(replies)
     })
+}
+
+/// A resolved queued command.
+type Queued = (&'static CommandSpec, FullName, Vec<Bytes>);
+
+thread_local! {
+    /// The client that EXECs shipped to this shard run their commands as.
+    static EXEC_CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
+}
+
+/// EXEC of a transaction whose keys all live on one other shard: the whole
+/// queue travels there in one hop and runs at once, once no transaction
+/// holds anything on that shard; nothing can interleave, as with the fast
+/// path on the connection's own shard. (Connection commands such as SELECT
+/// keep a transaction on the normal path.)
+async fn exec_on(c: &mut Client, shard: usize, cmds: Vec<Queued>) -> Reply {
+    let global = c.global;
+    let watched: Vec<(usize, Bytes)> = c
+        .watching
+        .keys()
+        .iter()
+        .map(|(_, db, k)| (*db, k.clone()))
+        .collect();
+    let flag = (!watched.is_empty()).then(|| c.watching.flag(global));
+    let who = (c.id, c.db, c.resp3);
+    let out = spawn_on(global, shard, move || async move {
+        locks::wait_free(NO_TX, 0, None).await;
+        run_shipped(global, shard, who, cmds, watched, flag)
+    })
+    .await;
+    match out {
+        None => {
+            c.watching = Default::default();
+            Reply::NilArray
+        }
+        Some((replies, wrote)) => {
+            c.watching.forget();
+            c.wrote |= wrote;
+            Reply::Array(replies)
+        }
+    }
+}
+
+/// Runs a shipped EXEC on this shard: checks and unregisters the watched
+/// keys, runs the queue, logs its effects. None when a watched key changed.
+fn run_shipped(
+    global: &'static Global,
+    shard: usize,
+    (id, db, resp3): (u64, usize, bool),
+    cmds: Vec<Queued>,
+    watched: Vec<(usize, Bytes)>,
+    flag: Option<Arc<WatchFlag>>,
+) -> Option<(Vec<Reply>, bool)> {
+    if let Some(flag) = &flag {
+        let now = unix_ms();
+        let expired = with_shard(|s| {
+            watched.iter().fold(false, |any, (db, k)| {
+                s.dbs[*db].unwatch_expired(k, flag, now) || any
+            })
+        });
+        if expired || flag.is_dirty() {
+            return None;
+        }
+    }
+    let mut client = EXEC_CLIENT
+        .with(|c| c.borrow_mut().take())
+        .unwrap_or_else(|| {
+            let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+            let info = Rc::new(RefCell::new(ClientInfo::new(0, addr, addr, -1)));
+            Client::new(global, shard, 0, true, info)
+        });
+    client.id = id;
+    client.db = db;
+    client.resp3 = resp3;
+    client.tx = locks::next_tx_id();
+    // Everything runs on this shard, inline: nothing here waits.
+    let replies = cmds
+        .into_iter()
+        .map(|(spec, full, args)| {
+            futures::executor::block_on(execute(&mut client, spec, full, args))
+        })
+        .collect();
+    client.tx = NO_TX;
+    let effects = std::mem::take(&mut client.aof_capture);
+    EXEC_CLIENT.with(|c| *c.borrow_mut() = Some(client));
+    let wrote = !effects.is_empty();
+    if wrote {
+        aof::log_transaction(global, global.aof.next_seq(), db, &effects);
+    }
+    Some((replies, wrote))
 }
 
 /// True if a watched key was touched, or expired, since WATCH. Runs under

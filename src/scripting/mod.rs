@@ -151,7 +151,7 @@ struct Script {
 /// The EVAL interpreter and its script cache.
 struct EvalEngine {
     st: LuaState,
-    scripts: HashMap<String, Script>,
+    scripts: HashMap<String, Script, ahash::RandomState>,
 }
 
 impl EvalEngine {
@@ -172,7 +172,7 @@ impl EvalEngine {
         }
         EvalEngine {
             st,
-            scripts: HashMap::new(),
+            scripts: HashMap::default(),
         }
     }
 }
@@ -287,23 +287,17 @@ impl Engine {
     /// True if the script is cached (SCRIPT EXISTS). `sha` is matched
     /// case-insensitively, as Redis does.
     pub fn has_script(&self, sha: &str) -> bool {
-        self.eval.scripts.contains_key(&sha.to_ascii_lowercase())
+        self.eval.scripts.contains_key(&*lower(sha))
     }
 
     /// The body of a cached script (to propagate EVALSHA as EVAL).
     pub fn script_body(&self, sha: &str) -> Option<&Bytes> {
-        self.eval
-            .scripts
-            .get(&sha.to_ascii_lowercase())
-            .map(|s| &s.body)
+        self.eval.scripts.get(&*lower(sha)).map(|s| &s.body)
     }
 
     /// Flags of a cached script.
     pub fn script_flags(&self, sha: &str) -> Option<ScriptFlags> {
-        self.eval
-            .scripts
-            .get(&sha.to_ascii_lowercase())
-            .map(|s| s.flags)
+        self.eval.scripts.get(&*lower(sha)).map(|s| s.flags)
     }
 
     /// Number of cached scripts (INFO `number_of_cached_scripts`).
@@ -328,8 +322,8 @@ impl Engine {
         argv: &[Bytes],
         host: &mut dyn ScriptHost,
     ) -> Reply {
-        let sha = sha.to_ascii_lowercase();
-        let Some(script) = self.eval.scripts.get(&sha) else {
+        let sha = lower(sha);
+        let Some(script) = self.eval.scripts.get(&*sha) else {
             return Reply::StaticError("NOSCRIPT No matching script. Please use EVAL.");
         };
         let l = self.eval.st.raw();
@@ -401,6 +395,16 @@ impl Engine {
     /// (INFO `used_memory_vm_functions`).
     pub fn functions_memory(&self) -> usize {
         self.functions.used_memory()
+    }
+}
+
+/// `s` in lowercase, copied only when it has uppercase letters (SHAs
+/// usually arrive in lowercase).
+fn lower(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::{OnceLock, RwLock};
 #[derive(Default)]
 pub struct Registry {
     /// EVAL bodies by lowercase SHA1.
-    scripts: RwLock<HashMap<String, Bytes>>,
+    scripts: RwLock<HashMap<String, Bytes, ahash::RandomState>>,
     /// Bumped by SCRIPT FLUSH.
     pub scripts_gen: AtomicU64,
     /// Function libraries' code, by library name, in load order.

@@ -200,6 +200,23 @@ impl Client {
         tx
     }
 
+    /// Like [`Client::lock`], but when every set is on this shard and no
+    /// transaction holds anything here, it takes no lock at all: the caller
+    /// promises to finish without yielding to the executor (everything it
+    /// runs is on this shard, inline), so nothing can interleave with it.
+    /// EXEC's fast path.
+    pub async fn lock_or_run_alone(&self, sets: Vec<(usize, LockSet)>) -> Tx {
+        if self.tx == NO_TX
+            && sets.iter().all(|(s, _)| *s == self.shard)
+            && with_shard(|s| s.locks.is_empty())
+        {
+            let mut opts = self.opts();
+            opts.tx = locks::next_tx_id();
+            return Tx::joined(self.global, opts);
+        }
+        self.lock(sets).await
+    }
+
     /// True inside an EXEC or a script, where commands never block.
     pub fn in_transaction(&self) -> bool {
         self.tx != NO_TX
