@@ -19,7 +19,12 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let port: u16 = arg("-p").and_then(|p| p.parse().ok()).unwrap_or(6379);
+    // `cargo test --all-targets` runs this without arguments: then there is
+    // no server to load, only the build to check.
+    let Some(port) = arg("-p").and_then(|p| p.parse::<u16>().ok()) else {
+        eprintln!("usage: tx_load -p PORT [-c CLIENTS] [-n REQUESTS] [--keys same|cross]");
+        return;
+    };
     let clients: usize = arg("-c").and_then(|p| p.parse().ok()).unwrap_or(50);
     let requests: usize = arg("-n").and_then(|p| p.parse().ok()).unwrap_or(100_000);
     // "a" and "b" hash to slots 15495 and 3300: shards 1 and 0 of two.

@@ -116,21 +116,20 @@ fn undeclared_keys_on_other_shards_fail_unless_every_shard_is_locked() {
     assert_eq!(keys.len(), 11, "u1 and u10..u19");
 }
 
-/// Connections until one answers PING with -BUSY (connections on the
-/// script's own shard wait instead; with 4 shards one of 64 surely is
-/// elsewhere). Returns that connection.
+/// Connections until one answers PING with -BUSY. A connection the kernel
+/// hands to the script's own shard is not accepted until the script ends,
+/// so its PING times out and the next one is tried; with 4 shards one of 64
+/// surely lands elsewhere.
 fn busy_connection(p: &Proc) -> common::Raw {
     for _ in 0..64 {
         let mut r = p.raw();
-        r.send_cmd(&[b"PING"]);
-        let deadline = Instant::now() + Duration::from_millis(300);
-        while Instant::now() < deadline {
-            if let Some(reply) = r.read_reply() {
-                if reply.starts_with(b"-BUSY") {
-                    return r;
-                }
-                break;
+        r.set_timeout(Duration::from_millis(300));
+        match r.try_cmd(&[b"PING"]) {
+            Some(reply) if reply.starts_with(b"-BUSY") => {
+                r.set_timeout(Duration::from_secs(20));
+                return r;
             }
+            _ => continue,
         }
     }
     panic!("no connection got -BUSY");
@@ -361,4 +360,54 @@ fn a_busy_script_on_the_only_shard_still_answers_busy_and_script_kill() {
     assert!(reply.starts_with(b"-ERR Script killed by user with SCRIPT KILL"));
     assert_eq!(other.cmd(&[b"ECHO", b"after"]), b"$5\r\nafter\r\n");
     assert_eq!(runner.cmd(&[b"PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn we_load_functions_from_a_redis_server_rdb_file() {
+    let r = Proc::redis(&[]);
+    let mut c = r.client();
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("#!lua name=fromredis\nredis.register_function('twice', function(keys, args) return args[1] * 2 end)")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+    let dir = r.dir.clone();
+    drop(c);
+    drop(r);
+    let p = Proc::ringkv_in(&dir, 2, &[]);
+    let got: i64 = redis::cmd("FCALL")
+        .arg("twice")
+        .arg(0)
+        .arg(21)
+        .query(&mut p.client())
+        .unwrap();
+    assert_eq!(got, 42);
+}
+
+#[test]
+fn function_stats_shows_a_busy_function_and_function_kill_stops_it() {
+    let p = Proc::ringkv(4, &["--busy-reply-threshold", "100"]);
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("#!lua name=spinlib\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}")
+        .query(&mut p.client())
+        .unwrap();
+    let mut runner = p.raw();
+    runner.send_cmd(&[b"FCALL", b"spin", b"0"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut other = busy_connection(&p);
+    let stats = String::from_utf8_lossy(&other.cmd(&[b"FUNCTION", b"STATS"])).into_owned();
+    assert!(
+        stats.contains("$4\r\nname\r\n$4\r\nspin\r\n$7\r\ncommand\r\n*3\r\n$5\r\nFCALL\r\n"),
+        "{stats}"
+    );
+    assert_eq!(other.cmd(&[b"SCRIPT", b"KILL"])[..8], b"-NOTBUSY"[..]);
+    assert_eq!(other.cmd(&[b"FUNCTION", b"KILL"]), b"+OK\r\n");
+    let reply = runner.read_reply().expect("the killed function answers");
+    assert!(
+        reply.starts_with(b"-ERR Script killed"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
 }

@@ -461,7 +461,7 @@ async fn fcall_generic(c: &mut Client, args: Vec<Bytes>, ro: bool) -> Reply {
     }
     run(
         c,
-        Target::Function(name),
+        Target::Function(name, args.clone()),
         keys,
         argv,
         ro || flags.no_writes,
@@ -490,8 +490,8 @@ fn check_flags(flags: ScriptFlags, ro: bool) -> Result<(), Reply> {
 enum Target {
     /// A cached EVAL script, by SHA1.
     Script(String),
-    /// A function, by name.
-    Function(String),
+    /// A function, by name, with the FCALL command that called it.
+    Function(String, Vec<Bytes>),
 }
 
 /// What a script run hands back to its connection.
@@ -594,7 +594,11 @@ impl Job {
     /// Runs the script on this (its home) shard's thread.
     fn run(self) -> Outcome {
         let global = self.global;
-        let function = matches!(self.target, Target::Function(_));
+        let function = matches!(self.target, Target::Function(..));
+        if let Target::Function(name, command) = &self.target {
+            *global.scripts.busy[self.home].function_call.lock().unwrap() =
+                Some((name.clone(), command.clone()));
+        }
         global.scripts.begin(self.home, function, unix_ms());
         // The shard's script client, made once.
         let mut client = SCRIPT_CLIENT
@@ -623,7 +627,7 @@ impl Job {
                 }
                 e.run_script(sha, &self.keys, &self.argv, &mut host)
             }
-            Target::Function(name) => e.run_function(name, &self.keys, &self.argv, &mut host),
+            Target::Function(name, _) => e.run_function(name, &self.keys, &self.argv, &mut host),
         });
         global.scripts.end(self.home);
         SCRIPT_CLIENT.with(|c| *c.borrow_mut() = Some(host.client));
@@ -1048,10 +1052,19 @@ fn function_stats(c: &mut Client, _args: &[Bytes]) -> Reply {
     let running = reg
         .busy_shard()
         .filter(|&sh| reg.busy[sh].function.load(Ordering::Acquire))
-        .and_then(|sh| reg.busy[sh].running_for(unix_ms()))
-        .map_or(Reply::Nil, |ms| {
-            Reply::Map(vec![(s("duration_ms"), Reply::Int(ms as i64))])
-        });
+        .and_then(|sh| {
+            let ms = reg.busy[sh].running_for(unix_ms())?;
+            let (name, command) = reg.busy[sh].function_call.lock().unwrap().clone()?;
+            Some(Reply::Map(vec![
+                (s("name"), Reply::Bulk(name.into())),
+                (
+                    s("command"),
+                    Reply::Array(command.into_iter().map(Reply::Bulk).collect()),
+                ),
+                (s("duration_ms"), Reply::Int(ms as i64)),
+            ]))
+        })
+        .unwrap_or(Reply::Nil);
     Reply::Map(vec![
         (s("running_script"), running),
         (

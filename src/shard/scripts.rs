@@ -43,6 +43,8 @@ pub struct Busy {
     pub wrote: AtomicBool,
     /// SCRIPT KILL / FUNCTION KILL asked it to stop.
     pub kill: AtomicBool,
+    /// A running function's name and command, for FUNCTION STATS.
+    pub function_call: std::sync::Mutex<Option<(String, Vec<Bytes>)>>,
 }
 
 impl Busy {

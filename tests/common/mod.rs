@@ -237,6 +237,11 @@ impl Raw {
         }
     }
 
+    /// Changes how long a read may wait (20 s by default).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+    }
+
     /// Writes raw bytes.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
