@@ -281,3 +281,65 @@ fn redis_py_pipelines_and_transactions_work_unchanged() {
     let p = Proc::ringkv(4, &[]);
     common::redis_py(p.port, &["transactions"]);
 }
+
+#[test]
+fn exec_with_bgsave_and_turning_the_aof_on_does_not_deadlock() {
+    let p = Proc::ringkv(4, &[]);
+    let mut c = p.client();
+    let (saving, ok): (String, String) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("k")
+        .arg(1)
+        .ignore()
+        .cmd("BGSAVE")
+        .cmd("CONFIG")
+        .arg(&["SET", "appendonly", "yes"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        (saving.as_str(), ok.as_str()),
+        ("Background saving started", "OK")
+    );
+    // Both finish once the EXEC has released its shards.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+        let done = info.contains("rdb_bgsave_in_progress:0")
+            && info.contains("aof_enabled:1")
+            && info.contains("aof_rewrite_in_progress:0");
+        if done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{info}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let v: i64 = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v, 1);
+}
+
+#[test]
+fn client_list_shows_a_client_inside_multi() {
+    for server in [Proc::redis(&[]), Proc::ringkv(4, &[])] {
+        let mut a = server.raw();
+        let id = String::from_utf8(a.cmd(&[b"CLIENT", b"ID"])).unwrap();
+        let id = id.trim_start_matches(':').trim().to_string();
+        assert_eq!(a.cmd(&[b"MULTI"]), b"+OK\r\n");
+        assert_eq!(a.cmd(&[b"SET", b"x", b"1"]), b"+QUEUED\r\n");
+        assert_eq!(a.cmd(&[b"SET", b"y", b"1"]), b"+QUEUED\r\n");
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut server.client())
+            .unwrap();
+        let line = list
+            .lines()
+            .find(|l| l.starts_with(&format!("id={id} ")))
+            .unwrap_or_else(|| panic!("{}: no client {id} in {list}", server.label));
+        assert!(
+            line.contains(" flags=x ") && line.contains(" multi=2 "),
+            "{}: {line}",
+            server.label
+        );
+        assert_eq!(a.cmd(&[b"DISCARD"]), b"+OK\r\n");
+    }
+}

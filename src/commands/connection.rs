@@ -407,6 +407,7 @@ fn hello(c: &mut Client, args: &[Bytes]) -> Reply {
 fn reset(c: &mut Client, _args: &[Bytes]) -> Reply {
     c.multi = None;
     c.watching = Default::default();
+    c.info.borrow_mut().multi = -1;
     c.db = 0;
     c.resp3 = false;
     c.authenticated = default_authenticated();

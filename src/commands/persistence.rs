@@ -53,6 +53,24 @@ fn bgsave(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
             2 if is(&args[1], "schedule") => true,
             _ => return err::SYNTAX,
         };
+        if c.in_transaction() {
+            // The EXEC holds the shards a snapshot must lock: snapshot once
+            // it ends (what BGSAVE ... EXEC would save in Redis, except for
+            // the commands queued after BGSAVE).
+            if c.global
+                .rdb
+                .bgsave_in_progress
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                return Reply::StaticError("ERR Background save already in progress");
+            }
+            let global = c.global;
+            glommio::spawn_local(async move {
+                let _ = save::bgsave(global, true).await;
+            })
+            .detach();
+            return Reply::Simple("Background saving started");
+        }
         match save::bgsave(c.global, schedule).await {
             Ok(msg) => Reply::Status(msg.into()),
             Err(e) => Reply::StaticError(e),

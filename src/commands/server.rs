@@ -705,7 +705,16 @@ fn config_set(c: &mut Client, args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
                 if names.contains(&"appendonly") {
                     let on = snapshot.get("appendonly") == Some("yes");
                     let active = global.aof.active.load(Ordering::Acquire);
-                    if on && !active {
+                    if on && !active && c.in_transaction() {
+                        // The EXEC holds the shards the first rewrite must
+                        // lock: start once it ends.
+                        glommio::spawn_local(async move {
+                            if let Err(e) = crate::persistence::aof::start_logging(global).await {
+                                tracing::warn!("can't turn the AOF on: {e}");
+                            }
+                        })
+                        .detach();
+                    } else if on && !active {
                         if let Err(e) = crate::persistence::aof::start_logging(global).await {
                             tracing::warn!("can't turn the AOF on: {e}");
                         }

@@ -93,6 +93,7 @@ fn multi(c: &mut Client, _args: &[Bytes]) -> Reply {
         return Reply::StaticError("ERR MULTI calls can not be nested");
     }
     c.multi = Some(Multi::default());
+    c.info.borrow_mut().multi = 0;
     OK
 }
 
@@ -100,6 +101,7 @@ fn discard(c: &mut Client, _args: &[Bytes]) -> Reply {
     if c.multi.take().is_none() {
         return Reply::StaticError("ERR DISCARD without MULTI");
     }
+    c.info.borrow_mut().multi = -1;
     c.watching = Default::default();
     OK
 }
@@ -286,6 +288,7 @@ fn exec(c: &mut Client, _args: Vec<Bytes>) -> LocalBoxFuture<'_, Reply> {
         let Some(multi) = c.multi.take() else {
             return Reply::StaticError("ERR EXEC without MULTI");
         };
+        c.info.borrow_mut().multi = -1;
         if multi.aborted {
             c.watching = Default::default();
             return Reply::StaticError(

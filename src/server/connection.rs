@@ -305,6 +305,7 @@ fn reject(
         multi.aborted = true;
         if name == Some("exec") {
             client.multi = None;
+            client.info.borrow_mut().multi = -1;
             client.watching = Default::default();
             let text = reply.error_text().unwrap_or_default();
             let mut msg = b"EXECABORT Transaction discarded because of: ".to_vec();
@@ -357,6 +358,7 @@ async fn dispatch(client: &mut Client, args: Vec<Bytes>, batch: &mut Batch, wbuf
         let multi = client.multi.as_mut().expect("queuing");
         multi.flags |= spec.flags;
         multi.queue.push(args);
+        client.info.borrow_mut().multi = multi.queue.len() as i64;
         return emit(client, batch, wbuf, Reply::Simple("QUEUED"));
     }
     {

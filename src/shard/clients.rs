@@ -39,6 +39,8 @@ pub struct ClientInfo {
     pub qbuf: usize,
     /// Set by CLIENT KILL; the connection closes.
     pub killed: bool,
+    /// Commands queued since MULTI, or -1 outside MULTI.
+    pub multi: i64,
     /// The wait of a client blocked in BLPOP & co, for CLIENT UNBLOCK.
     pub blocked: Option<std::sync::Arc<crate::shard::blocking::Waiter>>,
 }
@@ -65,6 +67,7 @@ impl ClientInfo {
             no_touch: false,
             qbuf: 0,
             killed: false,
+            multi: -1,
             blocked: None,
         }
     }
@@ -74,6 +77,9 @@ impl ClientInfo {
     pub fn list_line(&self) -> String {
         let now = Instant::now();
         let mut flags = String::new();
+        if self.multi >= 0 {
+            flags.push('x');
+        }
         if self.blocked.is_some() {
             flags.push('b');
         }
@@ -87,7 +93,7 @@ impl ClientInfo {
             flags.push('N');
         }
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -97,6 +103,7 @@ impl ClientInfo {
             now.duration_since(self.last_active).as_secs(),
             flags,
             self.db,
+            self.multi,
             self.qbuf,
             if self.last_cmd.is_empty() {
                 "NULL"
