@@ -26,7 +26,6 @@ use super::{CommandSpec, Handler, NO_KEYS, err, flags::*, is, lookup, lookup_sub
 use crate::persistence::{aof, rdb};
 use crate::reply::{OK, Reply};
 use crate::scripting::{Engine, ScriptFlags, ScriptHost};
-use crate::shard::clients::ClientInfo;
 use crate::shard::locks::{self, LockSet, NO_TX, next_tx_id};
 use crate::shard::{Global, spawn_on, unix_ms, with_shard};
 use crate::transaction::Client;
@@ -34,7 +33,6 @@ use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 const SCRIPTING: &[&str] = &["slow", "scripting"];
@@ -603,11 +601,7 @@ impl Job {
         // The shard's script client, made once.
         let mut client = SCRIPT_CLIENT
             .with(|c| c.borrow_mut().take())
-            .unwrap_or_else(|| {
-                let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
-                let info = Rc::new(RefCell::new(ClientInfo::new(0, addr, addr, -1)));
-                Client::new(global, self.home, 0, true, info)
-            });
+            .unwrap_or_else(|| Client::internal(global, self.home));
         client.id = self.client_id;
         client.db = self.db;
         client.tx = self.tx;
@@ -701,8 +695,7 @@ impl Host {
             return Ok(());
         }
         let idx = spec.key_indices(args);
-        let everywhere =
-            idx.is_empty() || matches!(spec.name, "move" | "copy" | "sort" | "sort_ro");
+        let everywhere = idx.is_empty() || super::transactions::reaches_beyond_its_keys(spec);
         if everywhere && !self.locked.iter().all(|&l| l) {
             return Err(Reply::Error(format!(
                 "ERR Script attempted to run '{}', which needs every shard, while holding only \

@@ -13,7 +13,6 @@ use super::call::{FullName, execute, resolve};
 use super::{CommandSpec, Handler, NO_KEYS, flags::*, keys};
 use crate::persistence::aof;
 use crate::reply::{OK, Reply};
-use crate::shard::clients::ClientInfo;
 use crate::shard::locks::{self, LockSet, NO_TX};
 use crate::shard::watch::WatchFlag;
 use crate::shard::{Global, spawn_on, unix_ms, with_shard};
@@ -23,7 +22,6 @@ use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::Arc;
 
 const TX_FAST: &[&str] = &["fast", "transaction"];
@@ -202,7 +200,7 @@ impl LockPlan {
                 if spec.name == "select"
                     && let Some(n) = crate::parse::parse_i64(&args[1])
                     && n >= 0
-                    && (n as usize) < c.global.config().databases()
+                    && (n as usize) < with_shard(|s| s.dbs.len())
                 {
                     return n as usize;
                 }
@@ -247,7 +245,7 @@ impl LockPlan {
 
 /// Commands that may touch keys outside their key positions: MOVE and COPY
 /// (another database), SORT (BY and GET patterns), and scripts (any key).
-fn reaches_beyond_its_keys(spec: &CommandSpec) -> bool {
+pub fn reaches_beyond_its_keys(spec: &CommandSpec) -> bool {
     matches!(
         spec.name,
         "move"
@@ -404,11 +402,7 @@ fn run_shipped(
     }
     let mut client = EXEC_CLIENT
         .with(|c| c.borrow_mut().take())
-        .unwrap_or_else(|| {
-            let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
-            let info = Rc::new(RefCell::new(ClientInfo::new(0, addr, addr, -1)));
-            Client::new(global, shard, 0, true, info)
-        });
+        .unwrap_or_else(|| Client::internal(global, shard));
     client.id = id;
     client.db = db;
     client.resp3 = resp3;

@@ -16,26 +16,32 @@ use crate::reply::Reply;
 use crate::shard::Global;
 use bytes::BytesMut;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 
 thread_local! {
-    /// Connections of this shard waiting for a new command.
-    static IDLE: RefCell<HashSet<RawFd>> = RefCell::new(HashSet::new());
+    /// Per descriptor: its connection waits for a new command. Indexed, not
+    /// hashed: every read of every connection updates it.
+    static IDLE: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
     /// Bytes read while busy that their connection must parse first.
     static PUSHBACK: RefCell<HashMap<RawFd, Vec<u8>>> = RefCell::new(HashMap::new());
 }
 
 /// Marks a connection as waiting for a new command (or not).
 pub fn set_idle(fd: RawFd, idle: bool) {
+    let Ok(i) = usize::try_from(fd) else {
+        return;
+    };
     IDLE.with(|s| {
         let mut s = s.borrow_mut();
-        if idle {
-            s.insert(fd);
-        } else {
-            s.remove(&fd);
+        if i >= s.len() {
+            if !idle {
+                return;
+            }
+            s.resize(i + 1, false);
         }
+        s[i] = idle;
     });
 }
 
@@ -49,6 +55,9 @@ pub fn forget(fd: RawFd) {
 pub fn take_pushback(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
     PUSHBACK.with(|p| {
         let mut p = p.borrow_mut();
+        if p.is_empty() {
+            return None;
+        }
         let data = p.get_mut(&fd)?;
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
@@ -62,7 +71,10 @@ pub fn take_pushback(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
 
 /// Serves this shard's idle connections once; see the module doc.
 pub fn serve(global: &'static Global) {
-    let fds: Vec<RawFd> = IDLE.with(|s| s.borrow().iter().copied().collect());
+    let fds: Vec<RawFd> = IDLE.with(|s| {
+        let s = s.borrow();
+        (0..s.len()).filter(|&i| s[i]).map(|i| i as RawFd).collect()
+    });
     for fd in fds {
         let mut data = PUSHBACK
             .with(|p| p.borrow_mut().remove(&fd))

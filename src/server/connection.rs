@@ -557,9 +557,7 @@ pub static REPLAYER: aof::Replayer = aof::Replayer {
 /// replay), discarding the replies. Returns how many replies were errors.
 async fn run_internal(global: &'static Global, stream: Vec<u8>) -> u64 {
     let shard = crate::shard::current_shard_id().expect("on a shard");
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
-    let info = Rc::new(RefCell::new(ClientInfo::new(0, addr, addr, -1)));
-    let mut client = Client::new(global, shard, 0, true, info);
+    let mut client = Client::internal(global, shard);
     let mut rbuf = BytesMut::from(&stream[..]);
     let mut wbuf = BytesMut::new();
     let mut parser = RequestParser::default();

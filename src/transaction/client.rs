@@ -90,6 +90,14 @@ impl Client {
         }
     }
 
+    /// A client for commands the server runs itself (AOF replay, scripts,
+    /// shipped EXECs) on shard `shard`: id 0, authenticated, no socket.
+    pub fn internal(global: &'static Global, shard: usize) -> Client {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+        let info = Rc::new(RefCell::new(ClientInfo::new(0, addr, addr, -1)));
+        Client::new(global, shard, 0, true, info)
+    }
+
     /// The options keyed handlers run with.
     pub fn opts(&self) -> CallOpts {
         CallOpts {
